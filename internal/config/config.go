@@ -1,0 +1,208 @@
+// Package config is arcfence's typed configuration: the structure every
+// config key decodes into, its defaults, and its validation. It does not read
+// files or flags itself (cmd/arcfence does that through viper), so library
+// packages and tests can build a Config as a plain value.
+package config
+
+import (
+	"time"
+
+	"github.com/arcfence/arcfence/policy"
+)
+
+// Config is the whole configuration. Field tags are the config keys of the
+// design; nested keys are joined with "." in files and "_" in ARCFENCE_*
+// environment variables.
+type Config struct {
+	// Listen is the proxy listener (plain HTTP proxy protocol), host:port.
+	Listen string `mapstructure:"listen" json:"listen"`
+	// Mode is "enforce" or "learn".
+	Mode string `mapstructure:"mode" json:"mode"`
+	// Regions are Azure region names.
+	Regions []string `mapstructure:"regions" json:"regions"`
+	// Offerings are the Arc offerings to admit.
+	Offerings []string `mapstructure:"offerings" json:"offerings"`
+	// Features switch on conditional catalog rows.
+	Features []string `mapstructure:"features" json:"features"`
+	// Phase is "onboarding" or "steady".
+	Phase string `mapstructure:"phase" json:"phase"`
+	// Allow are extra allowed entries (see policy.Config.Allow).
+	Allow []string `mapstructure:"allow" json:"allow"`
+	// Deny are refused entries (see policy.Config.Deny).
+	Deny []string `mapstructure:"deny" json:"deny"`
+	// Clients are the CIDRs allowed to use the proxy.
+	Clients []string `mapstructure:"clients" json:"clients"`
+	// AllowRanges are destination CIDRs exempt from the private-address guard.
+	AllowRanges []string `mapstructure:"allow_ranges" json:"allow_ranges"`
+	// Resolver is host:port of the DNS server for the proxy's own lookups; "" = system.
+	Resolver string `mapstructure:"resolver" json:"resolver"`
+	// SNI is "enforce", "log" or "off": the ClientHello check on TLS tunnels.
+	SNI string `mapstructure:"sni" json:"sni"`
+	// DataServices holds data_services.*.
+	DataServices DataServices `mapstructure:"data_services" json:"data_services"`
+	// VMware holds vmware.*.
+	VMware VMware `mapstructure:"vmware" json:"vmware"`
+	// SCVMM holds scvmm.*.
+	SCVMM SCVMM `mapstructure:"scvmm" json:"scvmm"`
+	// Servicebus holds servicebus.*.
+	Servicebus Servicebus `mapstructure:"servicebus" json:"servicebus"`
+	// Limits holds limits.*.
+	Limits Limits `mapstructure:"limits" json:"limits"`
+	// TLS holds tls.*: the optional HTTPS listener of the proxy itself.
+	TLS TLS `mapstructure:"tls" json:"tls"`
+	// DNS holds dns.*: the DNS filter.
+	DNS DNS `mapstructure:"dns" json:"dns"`
+	// Admin holds admin.*: the metrics and health listener.
+	Admin Admin `mapstructure:"admin" json:"admin"`
+	// Log holds log.*.
+	Log Log `mapstructure:"log" json:"log"`
+}
+
+// DataServices is data_services.*.
+type DataServices struct {
+	// Mode is "direct" or "indirect".
+	Mode string `mapstructure:"mode" json:"mode"`
+}
+
+// VMware is vmware.*.
+type VMware struct {
+	// VCenter is the vCenter server: host, IP, host:port, IP:port or [IPv6]:port.
+	VCenter string `mapstructure:"vcenter" json:"vcenter"`
+}
+
+// SCVMM is scvmm.*.
+type SCVMM struct {
+	// Server is the SCVMM management server, in the same forms as VMware.VCenter.
+	Server string `mapstructure:"server" json:"server"`
+}
+
+// Servicebus is servicebus.*.
+type Servicebus struct {
+	// AllowlistFile is a saved answer of the guestnotificationservice
+	// allowlist call; its names replace the wide *.servicebus.windows.net rows.
+	AllowlistFile string `mapstructure:"allowlist_file" json:"allowlist_file"`
+	// Refresh is the re-fetch period while serving; 0 = never.
+	Refresh time.Duration `mapstructure:"refresh" json:"refresh"`
+}
+
+// Limits is limits.*.
+type Limits struct {
+	// HeaderTimeout is the time to read a request's headers.
+	HeaderTimeout time.Duration `mapstructure:"header_timeout" json:"header_timeout"`
+	// MaxHeaderBytes bounds a request's headers.
+	MaxHeaderBytes int `mapstructure:"max_header_bytes" json:"max_header_bytes"`
+	// DialTimeout bounds a dial to an origin.
+	DialTimeout time.Duration `mapstructure:"dial_timeout" json:"dial_timeout"`
+	// MaxTunnels bounds open tunnels in total.
+	MaxTunnels int `mapstructure:"max_tunnels" json:"max_tunnels"`
+	// MaxTunnelsPerClient bounds open tunnels per client address.
+	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client" json:"max_tunnels_per_client"`
+	// TunnelIdleTimeout closes a tunnel idle that long; 0 = never.
+	TunnelIdleTimeout time.Duration `mapstructure:"tunnel_idle_timeout" json:"tunnel_idle_timeout"`
+	// ShutdownGrace is how long open tunnels may drain at shutdown.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace" json:"shutdown_grace"`
+}
+
+// TLS is tls.*.
+type TLS struct {
+	// Listen is the HTTPS proxy listener; "" = off.
+	Listen string `mapstructure:"listen" json:"listen"`
+	// Cert is the PEM certificate file (chain) of that listener.
+	Cert string `mapstructure:"cert" json:"cert"`
+	// Key is the PEM private key file of that listener.
+	Key string `mapstructure:"key" json:"key"`
+}
+
+// DNS is dns.*.
+type DNS struct {
+	// Listen is the DNS filter's UDP and TCP address; "" = filter off.
+	Listen string `mapstructure:"listen" json:"listen"`
+	// Upstream are host:port resolvers; empty = the system resolvers.
+	Upstream []string `mapstructure:"upstream" json:"upstream"`
+	// DenyRcode is "nxdomain" or "refused".
+	DenyRcode string `mapstructure:"deny_rcode" json:"deny_rcode"`
+	// CacheSize is the number of answers kept; 0 = no cache.
+	CacheSize int `mapstructure:"cache_size" json:"cache_size"`
+	// AdmitLearnedAddresses lets the proxy admit IP-literal CONNECTs to
+	// addresses the filter handed out for allowed names.
+	AdmitLearnedAddresses bool `mapstructure:"admit_learned_addresses" json:"admit_learned_addresses"`
+}
+
+// Admin is admin.*.
+type Admin struct {
+	// Listen is the admin listener (/metrics /healthz /readyz /learned); "" = off.
+	Listen string `mapstructure:"listen" json:"listen"`
+	// Pprof serves /debug/pprof on the admin listener.
+	Pprof bool `mapstructure:"pprof" json:"pprof"`
+	// Clients are the CIDRs allowed on the admin listener; empty = loopback only.
+	Clients []string `mapstructure:"clients" json:"clients"`
+}
+
+// Log is log.*.
+type Log struct {
+	// Level is trace, debug, info, warn or error.
+	Level string `mapstructure:"level" json:"level"`
+	// Format is "json" or "console".
+	Format string `mapstructure:"format" json:"format"`
+	// FoldWindow is the window in which repeated refusals are folded.
+	FoldWindow time.Duration `mapstructure:"fold_window" json:"fold_window"`
+	// Tunnels is the level of tunnel close lines: "debug" or "info".
+	Tunnels string `mapstructure:"tunnels" json:"tunnels"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Listen:       "127.0.0.1:3128",
+		Mode:         ModeEnforce,
+		Regions:      []string{"eastus2"},
+		Offerings:    []string{policy.OfferingServers},
+		Features:     []string{},
+		Phase:        policy.PhaseOnboarding,
+		Allow:        []string{},
+		Deny:         []string{},
+		Clients:      []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
+		AllowRanges:  []string{},
+		SNI:          SNIEnforce,
+		DataServices: DataServices{Mode: policy.DataServicesDirect},
+		Limits: Limits{
+			HeaderTimeout:       10 * time.Second,
+			MaxHeaderBytes:      32768,
+			DialTimeout:         10 * time.Second,
+			MaxTunnels:          50000,
+			MaxTunnelsPerClient: 5000,
+			ShutdownGrace:       30 * time.Second,
+		},
+		DNS:   DNS{Upstream: []string{}, DenyRcode: "nxdomain", CacheSize: 10000},
+		Admin: Admin{Listen: "127.0.0.1:9090", Clients: []string{}},
+		Log:   Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
+	}
+}
+
+// Modes.
+const (
+	ModeEnforce = "enforce"
+	ModeLearn   = "learn"
+)
+
+// SNI check modes.
+const (
+	SNIEnforce = "enforce"
+	SNILog     = "log"
+	SNIOff     = "off"
+)
+
+// Policy returns the policy part of the configuration.
+func (c *Config) Policy() policy.Config {
+	return policy.Config{
+		Regions:          c.Regions,
+		Offerings:        c.Offerings,
+		Features:         c.Features,
+		Phase:            c.Phase,
+		DataServicesMode: c.DataServices.Mode,
+		Allow:            c.Allow,
+		Deny:             c.Deny,
+		VCenter:          c.VMware.VCenter,
+		SCVMMServer:      c.SCVMM.Server,
+	}
+}
