@@ -1,0 +1,738 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Policy is a compiled, immutable configuration. It is safe for concurrent
+// use; a reload compiles a new Policy and swaps the pointer.
+type Policy struct {
+	cfg   Config
+	rules []Rule
+
+	allow     index
+	deny      index
+	allowAddr map[netip.Addr][]*crow
+	denyAddr  map[netip.Addr][]*crow
+
+	// all is the policy with every offering, feature and region on, used by
+	// Hint; nil inside that policy itself.
+	all *Policy
+	cat *Catalog
+	// selected is the set of selected canonical offerings.
+	selected map[string]bool
+	features map[string]bool
+	regions  []string
+}
+
+// Rule is one effective allowlist row.
+type Rule struct {
+	// Pattern is the host pattern with its region filled, e.g.
+	// "eastus2.obo.arc.azure.com", "*.his.arc.azure.com",
+	// "azgn*.servicebus.windows.net", or an address for address entries.
+	Pattern string `json:"pattern"`
+	// Path restricts plain-HTTP requests ("" = any path).
+	Path string `json:"path,omitempty"`
+	// Ports the row admits.
+	Ports []int `json:"ports"`
+	// Scheme is "https", or "http" for port-80-only rows.
+	Scheme string `json:"scheme"`
+	// Offering is the selected offering that brought the row in ("" for allow entries).
+	Offering string `json:"offering"`
+	// Feature is the feature that switched the row on ("" when always needed).
+	Feature string `json:"feature"`
+	// When is the normalized "when required" of the admitting spec row.
+	When string `json:"when"`
+	// PrivateLink is the admitting spec row's private-link mark.
+	PrivateLink string `json:"private_link"`
+	// Section is the spec section of the admitting row.
+	Section string `json:"section"`
+	// Description is the admitting spec row's description.
+	Description string `json:"description"`
+	// Note is arcfence's remark on how the row is enforced.
+	Note string `json:"note,omitempty"`
+	// Source is the kind of entry (catalog, allow, vcenter, scvmm).
+	Source Source `json:"-"`
+	// Written is the entry as the user wrote it (user entries only).
+	Written string `json:"-"`
+}
+
+// Name returns the rule's name on a port, as Decision.Rule gives it.
+func (r Rule) Name(port int) string {
+	if r.Written != "" {
+		return userRuleName(r.Written, port)
+	}
+	return r.Pattern + r.Path + ":" + strconv.Itoa(port)
+}
+
+// Wildcard reports whether the pattern contains '*'.
+func (r Rule) Wildcard() bool { return strings.IndexByte(r.Pattern, '*') >= 0 }
+
+// crow is a compiled row: one host pattern with its ports and attribution.
+type crow struct {
+	pat       hostPattern
+	ports     []int    // nil = every port (deny entries without a port)
+	names     []string // rule name per port (parallel to ports; one name when ports is nil)
+	path      string
+	offering  string
+	feature   string
+	source    Source
+	tls       bool // catalog row served over TLS on ports other than 80
+	privateOK bool
+	featured  bool
+	order     int
+	entry     int    // catalog entry index, -1 for user entries
+	region    string // the region the row was expanded for
+}
+
+// portIndex returns the index of port in the row's ports, or -1.
+func (c *crow) portIndex(port int) int {
+	if c.ports == nil {
+		return 0
+	}
+	for i, p := range c.ports {
+		if p == port {
+			return i
+		}
+	}
+	return -1
+}
+
+// index finds rows by host in specificity order.
+type index struct {
+	exact  map[string][]*crow
+	glob   map[string][]*crow
+	suffix map[string][]*crow
+}
+
+func newIndex() index {
+	return index{exact: map[string][]*crow{}, glob: map[string][]*crow{}, suffix: map[string][]*crow{}}
+}
+
+func (ix *index) add(c *crow) {
+	switch c.pat.kind {
+	case kindExact:
+		ix.exact[c.pat.key] = append(ix.exact[c.pat.key], c)
+	case kindGlob:
+		ix.glob[c.pat.key] = append(ix.glob[c.pat.key], c)
+	case kindSuffix:
+		ix.suffix[c.pat.key] = append(ix.suffix[c.pat.key], c)
+	}
+}
+
+// sort orders each bucket: rows without a feature first, then catalog order;
+// glob buckets put longer prefixes first.
+func (ix *index) sort() {
+	less := func(a, b *crow) int {
+		if len(a.pat.prefix) != len(b.pat.prefix) {
+			return len(b.pat.prefix) - len(a.pat.prefix)
+		}
+		if a.featured != b.featured {
+			if a.featured {
+				return 1
+			}
+			return -1
+		}
+		return a.order - b.order
+	}
+	for _, m := range []map[string][]*crow{ix.exact, ix.glob, ix.suffix} {
+		for _, rows := range m {
+			slices.SortStableFunc(rows, less)
+		}
+	}
+}
+
+// Compile validates cfg and compiles it with the catalog cat (nil = the
+// embedded catalog). Errors name the config key and what is allowed.
+func Compile(cfg Config, cat *Catalog) (*Policy, error) {
+	if cat == nil {
+		var err error
+		if cat, err = EmbeddedCatalog(); err != nil {
+			return nil, err
+		}
+	}
+	p, err := compile(cfg, cat, false)
+	if err != nil {
+		return nil, err
+	}
+	p.all, err = compileAll(cat)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return p, nil
+}
+
+// compileAll compiles the policy with every offering, every feature that
+// adds rows, every region and the onboarding phase: what Hint searches.
+func compileAll(cat *Catalog) (*Policy, error) {
+	var feats []string
+	for _, f := range Features() {
+		if f != FeaturePrivateLink && f != FeatureResourceMgmtPrivLink {
+			feats = append(feats, f)
+		}
+	}
+	var offs []string
+	for _, o := range Offerings() {
+		if o != OfferingVMware && o != OfferingSCVMM {
+			offs = append(offs, o)
+		}
+	}
+	return compile(Config{Regions: azureRegions, Offerings: offs, Features: feats}, cat, true)
+}
+
+func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
+	p := &Policy{
+		cfg:       cfg,
+		cat:       cat,
+		allow:     newIndex(),
+		deny:      newIndex(),
+		allowAddr: map[netip.Addr][]*crow{},
+		denyAddr:  map[netip.Addr][]*crow{},
+		selected:  map[string]bool{},
+		features:  map[string]bool{},
+	}
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	for _, o := range cfg.Offerings {
+		n := strings.ToLower(strings.TrimSpace(o))
+		if a, ok := offeringAliases[n]; ok {
+			n = a
+		}
+		if !slices.Contains(Offerings(), n) {
+			bad("offerings: unknown offering %q; expected one of %s (aliases: app-services, machine-learning)", o, strings.Join(Offerings(), ", "))
+			continue
+		}
+		p.selected[n] = true
+	}
+	for _, f := range cfg.Features {
+		n := strings.ToLower(strings.TrimSpace(f))
+		if !slices.Contains(Features(), n) {
+			bad("features: unknown feature %q; expected one of %s", f, strings.Join(Features(), ", "))
+			continue
+		}
+		p.features[n] = true
+	}
+	if p.features[FeatureResourceMgmtPrivLink] {
+		p.features[FeaturePrivateLink] = true
+	}
+	for _, r := range cfg.Regions {
+		n := NormalizeRegion(r)
+		if !knownRegion(n) {
+			msg := fmt.Sprintf("regions: unknown Azure region %q", r)
+			if c := closeRegions(n); len(c) > 0 {
+				msg += "; did you mean " + strings.Join(c, ", ") + "?"
+			} else {
+				msg += "; use a name from 'az account list-locations -o table', e.g. eastus2"
+			}
+			bad("%s", msg)
+			continue
+		}
+		if !slices.Contains(p.regions, n) {
+			p.regions = append(p.regions, n)
+		}
+	}
+	switch cfg.Phase {
+	case "", PhaseOnboarding, PhaseSteady:
+	default:
+		bad("phase: unknown phase %q; expected onboarding or steady", cfg.Phase)
+	}
+	switch cfg.DataServicesMode {
+	case "", DataServicesDirect, DataServicesIndirect:
+	default:
+		bad("data_services.mode: unknown mode %q; expected direct or indirect", cfg.DataServicesMode)
+	}
+	if p.selected[OfferingVMware] && strings.TrimSpace(cfg.VCenter) == "" {
+		bad("vmware.vcenter: required with offering vmware (host, IP, host:port, IP:port or [IPv6]:port of the vCenter server)")
+	}
+	if !p.selected[OfferingVMware] && strings.TrimSpace(cfg.VCenter) != "" {
+		bad("vmware.vcenter: set without offering vmware; add vmware to offerings or remove vmware.vcenter")
+	}
+	if p.selected[OfferingSCVMM] && strings.TrimSpace(cfg.SCVMMServer) == "" {
+		bad("scvmm.server: required with offering scvmm (host, IP, host:port, IP:port or [IPv6]:port of the SCVMM management server)")
+	}
+	if !p.selected[OfferingSCVMM] && strings.TrimSpace(cfg.SCVMMServer) != "" {
+		bad("scvmm.server: set without offering scvmm; add scvmm to offerings or remove scvmm.server")
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if len(p.selected) == 0 && len(cfg.Allow) == 0 {
+		return nil, errors.New("offerings: none selected and no allow entries: nothing would be admitted; set offerings (e.g. servers)")
+	}
+
+	order := 0
+	needRegion := ""
+	for ei := range cat.Entries {
+		e := &cat.Entries[ei]
+		act := p.activeSources(e)
+		if len(act) == 0 {
+			continue
+		}
+		src := p.attribute(e, act)
+		switch {
+		case e.Pattern == "<vmware.vcenter>":
+			if err := p.addUser(cfg.VCenter, SourceVCenter, "vmware.vcenter", &order, e, src); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		case e.Pattern == "<scvmm.server>":
+			if err := p.addUser(cfg.SCVMMServer, SourceSCVMM, "scvmm.server", &order, e, src); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		patterns := []string{e.Pattern}
+		if strings.Contains(e.Pattern, "<region>") {
+			patterns = patterns[:0]
+			if len(p.regions) == 0 && needRegion == "" {
+				needRegion = e.Pattern
+			}
+			for _, r := range p.regions {
+				patterns = append(patterns, strings.ReplaceAll(e.Pattern, "<region>", r))
+			}
+		}
+		if e.Pattern == "*.servicebus.windows.net" && cfg.ServicebusNames != nil && !all {
+			patterns = patterns[:0]
+			for _, n := range cfg.ServicebusNames {
+				h, ok := NormalizeHost(n)
+				if !ok || isIPForm(h) {
+					bad("servicebus.allowlist_file: %q is not a host name", n)
+					continue
+				}
+				patterns = append(patterns, h)
+			}
+		}
+		for _, pat := range patterns {
+			hp, err := compileHostPattern(pat)
+			if err != nil {
+				bad("catalog: %v", err)
+				continue
+			}
+			region := ""
+			if strings.Contains(e.Pattern, "<region>") {
+				region = regionOf(e.Pattern, pat)
+			}
+			c := &crow{
+				pat:       hp,
+				ports:     e.Ports,
+				path:      e.Path,
+				offering:  src.offering,
+				feature:   src.feature,
+				source:    SourceCatalog,
+				tls:       e.Scheme == "https",
+				privateOK: p.privateOK(act),
+				featured:  src.feature != "",
+				order:     order,
+				entry:     ei,
+				region:    region,
+			}
+			order++
+			for _, port := range e.Ports {
+				c.names = append(c.names, pat+e.Path+":"+strconv.Itoa(port))
+			}
+			p.allow.add(c)
+			p.rules = append(p.rules, Rule{
+				Pattern: pat, Path: e.Path, Ports: e.Ports, Scheme: e.Scheme,
+				Offering: src.offering, Feature: src.feature, When: src.row.When,
+				PrivateLink: src.row.PrivateLink, Section: src.row.Section,
+				Description: src.row.Description, Note: e.Note, Source: SourceCatalog,
+			})
+		}
+	}
+	if needRegion != "" {
+		bad("regions: none set, but the selected offerings need one for %s; set regions (e.g. eastus2)", needRegion)
+	}
+	for _, a := range cfg.Allow {
+		if err := p.addUser(a, SourceAllow, "allow", &order, nil, attribution{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range cfg.Deny {
+		if err := p.addDeny(d, &order); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	p.allow.sort()
+	p.deny.sort()
+	return p, nil
+}
+
+// regionOf returns the region that filled <region> in pattern to give name.
+func regionOf(pattern, name string) string {
+	i := strings.Index(pattern, "<region>")
+	tail := len(pattern) - i - len("<region>")
+	return name[i : len(name)-tail]
+}
+
+// activeSources returns the entry's spec rows that the configuration switches on.
+func (p *Policy) activeSources(e *Entry) []*SpecRow {
+	var out []*SpecRow
+	for i := range e.Sources {
+		s := &e.Sources[i]
+		if p.broughtBy(e, s) == "" {
+			continue
+		}
+		if len(s.Features) > 0 && p.firstFeature(s) == "" {
+			continue
+		}
+		if (s.When == WhenInstall || s.When == WhenConnect) && p.cfg.Phase == PhaseSteady {
+			continue
+		}
+		if s.PrivateLink == PrivateLinkUnused && p.features[FeaturePrivateLink] {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// firstFeature returns the first of the row's features that is selected.
+func (p *Policy) firstFeature(s *SpecRow) string {
+	for _, f := range s.Features {
+		if p.features[f] {
+			return f
+		}
+	}
+	return ""
+}
+
+// signInOrARM are the rows indirect-mode data services need besides its own:
+// management.azure.com and the sign-in rows.
+var signInOrARM = []string{"management.azure.com", "login.microsoftonline.com", "login.windows.net", "<region>.login.microsoft.com"}
+
+// broughtBy returns the first selected offering (in attribution order)
+// whose composition includes the spec row s of entry e, or "".
+func (p *Policy) broughtBy(e *Entry, s *SpecRow) string {
+	for _, o := range Offerings() {
+		if p.selected[o] && p.includes(o, e, s) {
+			return o
+		}
+	}
+	return ""
+}
+
+// includes reports whether the selected offering o brings in spec row s.
+func (p *Policy) includes(o string, e *Entry, s *SpecRow) bool {
+	bridge := o == OfferingResourceBridge || o == OfferingVMware || o == OfferingSCVMM || o == OfferingAzureStackHCI
+	indirect := p.cfg.DataServicesMode == DataServicesIndirect
+	switch s.Offering {
+	case OfferingKubernetes:
+		if o == OfferingKubernetes || bridge {
+			return true
+		}
+		if o == OfferingDataServices {
+			return !indirect || slices.Contains(signInOrARM, e.Pattern)
+		}
+	case OfferingDataServices:
+		return o == OfferingDataServices && (!s.DirectOnly || !indirect)
+	case OfferingServers:
+		if o == OfferingServers || o == OfferingSQLServer {
+			return true
+		}
+		guest := o == OfferingVMware || o == OfferingSCVMM || o == OfferingAzureStackHCI
+		return guest && p.features[FeatureGuestManagement]
+	case OfferingResourceBridge:
+		return bridge
+	default:
+		return o == s.Offering
+	}
+	return false
+}
+
+// attribution is the offering, feature and spec row that admit an entry.
+type attribution struct {
+	offering string
+	feature  string
+	row      *SpecRow
+}
+
+// attribute picks, among the entry's active spec rows, the one that names
+// the row: the first selected offering in attribution order, then a spec row
+// without a feature before one with.
+func (p *Policy) attribute(e *Entry, act []*SpecRow) attribution {
+	for _, o := range Offerings() {
+		if !p.selected[o] {
+			continue
+		}
+		var best *SpecRow
+		for _, s := range act {
+			if !p.includes(o, e, s) {
+				continue
+			}
+			if best == nil || len(best.Features) > 0 && len(s.Features) == 0 {
+				best = s
+			}
+		}
+		if best != nil {
+			return attribution{offering: o, feature: p.firstFeature(best), row: best}
+		}
+	}
+	return attribution{row: act[0]}
+}
+
+// privateOK reports whether an active spec row lets the name resolve to
+// private addresses: a Private row with private link, or the resource
+// management row with a resource management private link.
+func (p *Policy) privateOK(act []*SpecRow) bool {
+	for _, s := range act {
+		if s.PrivateLink == PrivateLinkPrivate && p.features[FeaturePrivateLink] {
+			return true
+		}
+		if s.PrivateLink == PrivateLinkPublicUnlessRMPL && p.features[FeatureResourceMgmtPrivLink] {
+			return true
+		}
+	}
+	return false
+}
+
+// userEntry is a parsed allow/deny/vCenter/SCVMM entry.
+type userEntry struct {
+	host string     // normalized host pattern ("" for address entries)
+	addr netip.Addr // address entries
+	port int        // 0 = none given
+	path string
+}
+
+// parseUserEntry parses host, host:port, host:port/path, host/path, IP,
+// IP:port, [IPv6] or [IPv6]:port.
+func parseUserEntry(s string) (userEntry, error) {
+	var ue userEntry
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ue, errors.New("empty entry")
+	}
+	if strings.Contains(s, "://") {
+		return ue, fmt.Errorf("%q: write the host without a scheme (host, host:port or host:port/path)", s)
+	}
+	// bare IPv6 without brackets or port
+	if a, err := netip.ParseAddr(s); err == nil {
+		ue.addr = a.Unmap()
+		if a.Zone() != "" {
+			return ue, fmt.Errorf("%q: an address with a zone cannot be allowed", s)
+		}
+		return ue, nil
+	}
+	hp := s
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		hp, ue.path = s[:i], s[i:]
+		if strings.ContainsAny(ue.path, "?#% \\") {
+			return ue, fmt.Errorf("%q: a path may not contain ?, #, %%, spaces or backslashes", s)
+		}
+		ue.path = strings.TrimSuffix(ue.path, "/")
+		if ue.path == "" {
+			ue.path = ""
+		}
+	}
+	host := hp
+	if strings.HasPrefix(hp, "[") {
+		end := strings.IndexByte(hp, ']')
+		if end < 0 {
+			return ue, fmt.Errorf("%q: missing ] after an IPv6 address", s)
+		}
+		host = hp[1:end]
+		rest := hp[end+1:]
+		if rest != "" {
+			if rest[0] != ':' {
+				return ue, fmt.Errorf("%q: expected :port after ]", s)
+			}
+			port, ok := parsePort(rest[1:])
+			if !ok {
+				return ue, fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, rest[1:])
+			}
+			ue.port = port
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return ue, fmt.Errorf("%q: %q is not an IPv6 address", s, host)
+		}
+		ue.addr = a.Unmap()
+		return ue, nil
+	}
+	if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+		host = hp[:i]
+		port, ok := parsePort(hp[i+1:])
+		if !ok {
+			return ue, fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, hp[i+1:])
+		}
+		ue.port = port
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		ue.addr = a.Unmap()
+		return ue, nil
+	}
+	hpat, err := compileHostPattern(host)
+	if err != nil {
+		return ue, fmt.Errorf("%q: %v", s, err)
+	}
+	ue.host = hpat.String()
+	return ue, nil
+}
+
+// userRuleName returns a user entry's rule name: the entry as written, with
+// ":port" added when it names none.
+func userRuleName(written string, port int) string {
+	ue, err := parseUserEntry(written)
+	if err != nil || ue.port != 0 {
+		return written
+	}
+	return written + ":" + strconv.Itoa(port)
+}
+
+// addUser compiles an allow, vCenter or SCVMM entry.
+func (p *Policy) addUser(written string, src Source, key string, order *int, e *Entry, at attribution) error {
+	written = strings.TrimSpace(written)
+	var expanded []string
+	if strings.Contains(written, "<region>") {
+		if len(p.regions) == 0 {
+			return fmt.Errorf("%s: %q uses <region> but no regions are set", key, written)
+		}
+		for _, r := range p.regions {
+			expanded = append(expanded, strings.ReplaceAll(written, "<region>", r))
+		}
+	} else {
+		expanded = []string{written}
+	}
+	for _, w := range expanded {
+		ue, err := parseUserEntry(w)
+		if err != nil {
+			return fmt.Errorf("%s: %v", key, err)
+		}
+		port := ue.port
+		if port == 0 {
+			port = 443
+		}
+		name := userRuleName(w, port)
+		c := &crow{
+			ports:     []int{port},
+			names:     []string{name},
+			path:      ue.path,
+			source:    src,
+			privateOK: true,
+			featured:  false,
+			order:     *order,
+			entry:     -1,
+		}
+		*order++
+		r := Rule{Pattern: ue.host, Path: ue.path, Ports: c.ports, Scheme: "https", Source: src, Written: w}
+		if port == 80 {
+			r.Scheme = "http"
+		}
+		if e != nil {
+			c.offering, c.feature = at.offering, at.feature
+			r.Offering, r.Feature = at.offering, at.feature
+			r.When, r.Section, r.Description, r.Note = at.row.When, at.row.Section, at.row.Description, e.Note
+		} else {
+			r.Section = "allow"
+			r.Description = "allow entry of the configuration"
+		}
+		if ue.addr.IsValid() {
+			r.Pattern = ue.addr.String()
+			p.allowAddr[ue.addr] = append(p.allowAddr[ue.addr], c)
+		} else {
+			hp, _ := compileHostPattern(ue.host)
+			c.pat = hp
+			p.allow.add(c)
+		}
+		p.rules = append(p.rules, r)
+	}
+	return nil
+}
+
+// addDeny compiles a deny entry: no port = every port; a path is an error.
+func (p *Policy) addDeny(written string, order *int) error {
+	written = strings.TrimSpace(written)
+	expanded := []string{written}
+	if strings.Contains(written, "<region>") {
+		expanded = expanded[:0]
+		for _, r := range p.regions {
+			expanded = append(expanded, strings.ReplaceAll(written, "<region>", r))
+		}
+	}
+	for _, w := range expanded {
+		ue, err := parseUserEntry(w)
+		if err != nil {
+			return fmt.Errorf("deny: %v", err)
+		}
+		if ue.path != "" || strings.Contains(w, "/") {
+			return fmt.Errorf("deny: %q: a deny entry cannot have a path (deny is by host and port)", w)
+		}
+		c := &crow{names: []string{w}, source: SourceDeny, order: *order, entry: -1}
+		*order++
+		if ue.port != 0 {
+			c.ports = []int{ue.port}
+		}
+		if ue.addr.IsValid() {
+			p.denyAddr[ue.addr] = append(p.denyAddr[ue.addr], c)
+			continue
+		}
+		c.pat, _ = compileHostPattern(ue.host)
+		p.deny.add(c)
+	}
+	return nil
+}
+
+// Config returns the configuration the policy was compiled from.
+func (p *Policy) Config() Config { return p.cfg }
+
+// Rules returns the effective allowlist: catalog rows in catalog order with
+// regions filled, then user entries. The slice is a copy.
+func (p *Policy) Rules() []Rule { return slices.Clone(p.rules) }
+
+// Selected returns the selected canonical offerings, in attribution order.
+func (p *Policy) Selected() []string {
+	var out []string
+	for _, o := range Offerings() {
+		if p.selected[o] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Regions returns the configured regions, normalized.
+func (p *Policy) Regions() []string { return slices.Clone(p.regions) }
+
+// AllRules returns every catalog row, with <region> filled for each of
+// regions (left as written when regions is empty) and the offerings of all
+// sections that list it joined with ",": `arcfence catalog --all`.
+func (c *Catalog) AllRules(regions []string) []Rule {
+	var out []Rule
+	for _, e := range c.Entries {
+		pats := []string{e.Pattern}
+		if strings.Contains(e.Pattern, "<region>") && len(regions) > 0 {
+			pats = pats[:0]
+			for _, r := range regions {
+				pats = append(pats, strings.ReplaceAll(e.Pattern, "<region>", NormalizeRegion(r)))
+			}
+		}
+		var feats []string
+		for _, s := range e.Sources {
+			for _, f := range s.Features {
+				if !slices.Contains(feats, f) {
+					feats = append(feats, f)
+				}
+			}
+		}
+		sort.Strings(feats)
+		s0 := e.Sources[0]
+		for _, pat := range pats {
+			out = append(out, Rule{
+				Pattern: pat, Path: e.Path, Ports: e.Ports, Scheme: e.Scheme,
+				Offering: strings.Join(e.Offerings(), ","), Feature: strings.Join(feats, ","),
+				When: s0.When, PrivateLink: s0.PrivateLink, Section: s0.Section,
+				Description: s0.Description, Note: e.Note, Source: SourceCatalog,
+			})
+		}
+	}
+	return out
+}

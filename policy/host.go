@@ -1,0 +1,172 @@
+package policy
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// maxName is the longest DNS name in presentation form, without the trailing dot.
+const maxName = 253
+
+// NormalizeHost returns the canonical form of a host as the proxy and the DNS
+// filter both see it: ASCII lower case, one trailing dot dropped, IPv6
+// brackets removed. ok is false when the result is neither a valid DNS name
+// (letters, digits and hyphens; labels of 1 to 63 bytes not starting or
+// ending with a hyphen; at most 253 bytes; IDNs only as punycode) nor an IP
+// literal. It allocates only when the input is not already canonical.
+// NormalizeHost is idempotent: NormalizeHost(NormalizeHost(s)) == NormalizeHost(s).
+func NormalizeHost(s string) (host string, ok bool) {
+	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
+		a, err := netip.ParseAddr(s[1 : len(s)-1])
+		if err != nil || !a.Is6() {
+			return s, false
+		}
+		return a.String(), true
+	}
+	if strings.HasSuffix(s, ".") {
+		s = s[:len(s)-1]
+	}
+	if strings.IndexByte(s, ':') >= 0 || (len(s) > 0 && '0' <= s[len(s)-1] && s[len(s)-1] <= '9') {
+		if a, err := netip.ParseAddr(s); err == nil {
+			if a.Is4() {
+				return s, true
+			}
+			return a.String(), true
+		}
+	}
+	if !validName(s) {
+		return s, false
+	}
+	return lower(s), true
+}
+
+// lower returns s in ASCII lower case, allocating only when s has upper case.
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// validName reports whether s (no trailing dot) is a valid DNS host name.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > maxName {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if label == 0 || s[i-1] == '-' {
+				return false
+			}
+			label = 0
+			continue
+		case c == '-':
+			if label == 0 {
+				return false
+			}
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		default:
+			return false
+		}
+		label++
+		if label > 63 {
+			return false
+		}
+	}
+	return label > 0 && s[len(s)-1] != '-'
+}
+
+// numericTail reports whether the last label of a valid name looks like an
+// IPv4 number (all digits, or 0x hex): such names (2130706433, 0x7f.1,
+// 127.1) are IPv4 forms that some resolvers and URL parsers turn into
+// addresses, so the policy treats them as IP literals, never as names.
+func numericTail(s string) bool {
+	i := strings.LastIndexByte(s, '.')
+	last := s[i+1:]
+	if len(last) > 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X') {
+		return true
+	}
+	for j := 0; j < len(last); j++ {
+		if last[j] < '0' || last[j] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// SplitHostPort splits a CONNECT authority ("host:port" or "[IPv6]:port")
+// into its host (not yet normalized) and port. r is InvalidPort when the
+// port is missing, zero, not a decimal number or out of range, and
+// InvalidHost when the host part is empty or malformed.
+func SplitHostPort(authority string) (host string, port int, r Reason) {
+	if authority == "" {
+		return "", 0, InvalidHost
+	}
+	var ps string
+	if authority[0] == '[' {
+		end := strings.IndexByte(authority, ']')
+		if end < 0 {
+			return authority, 0, InvalidHost
+		}
+		host = authority[:end+1]
+		rest := authority[end+1:]
+		if rest == "" {
+			return host, 0, InvalidPort
+		}
+		if rest[0] != ':' {
+			return authority, 0, InvalidHost
+		}
+		ps = rest[1:]
+	} else {
+		i := strings.LastIndexByte(authority, ':')
+		if i < 0 {
+			return authority, 0, InvalidPort
+		}
+		host, ps = authority[:i], authority[i+1:]
+		if strings.IndexByte(host, ':') >= 0 {
+			// an unbracketed IPv6 literal: its port is ambiguous
+			return authority, 0, InvalidHost
+		}
+	}
+	if host == "" || host == "[]" {
+		return host, 0, InvalidHost
+	}
+	port, ok := parsePort(ps)
+	if !ok {
+		return host, 0, InvalidPort
+	}
+	return host, port, ReasonNone
+}
+
+// parsePort parses a decimal port in 1..65535 (no sign, no spaces, at most 5 digits).
+func parsePort(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 5 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > 65535 {
+		return 0, false
+	}
+	return n, true
+}
+
+// FormatHostPort joins a normalized host and a port, bracketing IPv6.
+func FormatHostPort(host string, port int) string {
+	if strings.IndexByte(host, ':') >= 0 {
+		return "[" + host + "]:" + strconv.Itoa(port)
+	}
+	return host + ":" + strconv.Itoa(port)
+}
