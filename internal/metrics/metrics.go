@@ -32,6 +32,15 @@ type Metrics struct {
 	ConfigLoadTime prometheus.Gauge
 	// ConfigReloadOK is 1 when the last reload succeeded (or none failed yet), 0 otherwise.
 	ConfigReloadOK prometheus.Gauge
+	// RefusalLines counts refusal log lines written, by kind: first (a
+	// refusal logged at once), summary (folded repeats), unitemized (counts
+	// kept while the log writer was behind).
+	RefusalLines *prometheus.CounterVec
+	// LearnedDestinations is the size of learn mode's set of would-be-refused
+	// destinations (/learned).
+	LearnedDestinations prometheus.Gauge
+	// Ready is 1 when /readyz answers ready, 0 otherwise.
+	Ready prometheus.Gauge
 }
 
 // New creates the collectors on a new registry, with Go and process collectors.
@@ -81,10 +90,23 @@ func New() *Metrics {
 			Name: "arcfence_config_last_reload_ok",
 			Help: "1 when the last reload succeeded or none was tried, 0 after a failed one.",
 		}),
+		RefusalLines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "arcfence_refusal_log_lines_total",
+			Help: "Refusal log lines written, by kind (first, summary, unitemized).",
+		}, []string{"kind"}),
+		LearnedDestinations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "arcfence_learned_destinations",
+			Help: "Would-be-refused destinations kept by learn mode (/learned).",
+		}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "arcfence_ready",
+			Help: "1 when listeners are up, a policy is loaded and the last reload succeeded.",
+		}),
 	}
 	m.ConfigReloadOK.Set(1)
 	reg.MustRegister(m.Decisions, m.ActiveTunnels, m.TunnelBytes, m.TunnelDuration, m.DialLatency,
 		m.DNSQueries, m.Reloads, m.ConfigInfo, m.ConfigLoadTime, m.ConfigReloadOK,
+		m.RefusalLines, m.LearnedDestinations, m.Ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
