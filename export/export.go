@@ -1,0 +1,152 @@
+// Package export renders an effective allowlist (policy.Rules) in the formats
+// that `arcfence catalog --format` offers: a table for people, JSON for
+// scripts, a host list, a Squid configuration fragment, an Azure Firewall
+// rule collection group and a proxy auto-config (PAC) file.
+//
+// The package only formats: it does no I/O besides writing to the given
+// writer, keeps no state, and its functions are safe for concurrent use.
+package export
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/arcfence/arcfence/policy"
+)
+
+// Format names, as `arcfence catalog --format` accepts them.
+const (
+	FormatTable         = "table"
+	FormatJSON          = "json"
+	FormatHosts         = "hosts"
+	FormatSquid         = "squid"
+	FormatAzureFirewall = "azure-firewall"
+	FormatPAC           = "pac"
+)
+
+// DefaultProxyAddr is the proxy address a PAC file names when Options.ProxyAddr
+// is empty: the default `listen` of arcfence.
+const DefaultProxyAddr = "127.0.0.1:3128"
+
+// Formats returns every format name, in the order the help text lists them.
+func Formats() []string {
+	return []string{FormatTable, FormatJSON, FormatHosts, FormatSquid, FormatAzureFirewall, FormatPAC}
+}
+
+// Options tune the exports. The zero value is valid.
+type Options struct {
+	// ProxyAddr is arcfence's host:port as the PAC file's clients reach it;
+	// "" means DefaultProxyAddr.
+	ProxyAddr string
+	// Priority is the Azure Firewall rule collection group's priority
+	// (100..65000); 0 means 300.
+	Priority int
+}
+
+// Write renders rules in format to w with the default Options. An unknown
+// format is an error naming the known ones; nothing is written then.
+func Write(w io.Writer, format string, rules []policy.Rule) error {
+	return WriteWith(w, format, rules, Options{})
+}
+
+// WriteWith is Write with Options.
+func WriteWith(w io.Writer, format string, rules []policy.Rule, opts Options) error {
+	var f func(*bufio.Writer, []policy.Rule, Options) error
+	switch format {
+	case FormatTable:
+		f = writeTable
+	case FormatJSON:
+		f = writeJSON
+	case FormatHosts:
+		f = writeHosts
+	case FormatSquid:
+		f = writeSquid
+	case FormatAzureFirewall:
+		f = writeAzureFirewall
+	case FormatPAC:
+		f = writePAC
+	default:
+		return fmt.Errorf("unknown format %q; expected one of %s", format, strings.Join(Formats(), ", "))
+	}
+	bw := bufio.NewWriter(w)
+	if err := f(bw, rules, opts); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// patKind classifies a host pattern by how it matches.
+type patKind uint8
+
+const (
+	kindExact       patKind = iota // host.example.com
+	kindSubdomains                 // *.example.com: one or more labels before, never the apex
+	kindFirstGlob                  // azgn*.servicebus.windows.net: a glob inside the first label
+	kindAddress                    // an IP address (address entries)
+	kindPlaceholder                // <vmware.vcenter>, or <region> left unfilled
+)
+
+// pattern is a parsed host pattern.
+type pattern struct {
+	kind patKind
+	// host is the exact name, the address, or the suffix after "*." (for
+	// kindSubdomains) or after the first label (for kindFirstGlob, without its dot).
+	host string
+	// prefix is the part of the first label before '*' (kindFirstGlob).
+	prefix string
+	addr   netip.Addr
+}
+
+func parsePattern(p string) pattern {
+	p = strings.ToLower(strings.TrimSuffix(p, "."))
+	if strings.ContainsAny(p, "<>") {
+		return pattern{kind: kindPlaceholder, host: p}
+	}
+	if a, err := netip.ParseAddr(strings.Trim(p, "[]")); err == nil {
+		return pattern{kind: kindAddress, host: a.String(), addr: a}
+	}
+	if rest, ok := strings.CutPrefix(p, "*."); ok {
+		return pattern{kind: kindSubdomains, host: rest}
+	}
+	if i := strings.IndexByte(p, '*'); i >= 0 {
+		first, rest, _ := strings.Cut(p, ".")
+		return pattern{kind: kindFirstGlob, prefix: first[:strings.IndexByte(first, '*')], host: rest}
+	}
+	return pattern{kind: kindExact, host: p}
+}
+
+// offerings splits a rule's Offering ("kubernetes,servers" for --all rows).
+func offerings(r policy.Rule) []string {
+	out := []string{}
+	for _, o := range strings.Split(r.Offering, ",") {
+		if o = strings.TrimSpace(o); o != "" && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// isServicebus reports whether a pattern is one of the servicebus rows, whose
+// connections are long-lived websockets.
+func isServicebus(p string) bool {
+	p = strings.ToLower(strings.TrimSuffix(p, "."))
+	return p == "servicebus.windows.net" || strings.HasSuffix(p, ".servicebus.windows.net")
+}
+
+// plainHTTP reports whether a rule on port is used with plain HTTP (absolute
+// form requests) rather than CONNECT tunnels: port 80, or an http-only row.
+func plainHTTP(r policy.Rule, port int) bool {
+	return port == 80 || r.Scheme == "http"
+}
+
+// uniq appends s to list unless it is already there.
+func uniq(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
