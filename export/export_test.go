@@ -289,7 +289,7 @@ func TestPACRuns(t *testing.T) {
 		"management.azure.com": "PROXY 10.9.9.9:3128", "eastus2.his.arc.azure.com": "PROXY 10.9.9.9:3128",
 		"his.arc.azure.com": "DIRECT", "azgnx.servicebus.windows.net": "PROXY 10.9.9.9:3128",
 		"azgn.servicebus.windows.net": "PROXY 10.9.9.9:3128", // the wide *.servicebus row admits it
-		"servicebus.windows.net": "DIRECT", "Microsoft.com.": "PROXY 10.9.9.9:3128", "example.org": "DIRECT",
+		"servicebus.windows.net":      "DIRECT", "Microsoft.com.": "PROXY 10.9.9.9:3128", "example.org": "DIRECT",
 		"10.1.2.3": "PROXY 10.9.9.9:3128", "[fd00::5]": "PROXY 10.9.9.9:3128",
 	}
 	script := buf.String() + "\nvar cases = " + mustJSON(t, cases) + `;
