@@ -15,139 +15,139 @@ import (
 // environment variables.
 type Config struct {
 	// Listen is the proxy listener (plain HTTP proxy protocol), host:port.
-	Listen string `mapstructure:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
 	// Mode is "enforce" or "learn".
-	Mode string `mapstructure:"mode" json:"mode"`
+	Mode string `mapstructure:"mode" yaml:"mode" json:"mode"`
 	// Regions are Azure region names.
-	Regions []string `mapstructure:"regions" json:"regions"`
+	Regions []string `mapstructure:"regions" yaml:"regions" json:"regions"`
 	// Offerings are the Arc offerings to admit.
-	Offerings []string `mapstructure:"offerings" json:"offerings"`
+	Offerings []string `mapstructure:"offerings" yaml:"offerings" json:"offerings"`
 	// Features switch on conditional catalog rows.
-	Features []string `mapstructure:"features" json:"features"`
+	Features []string `mapstructure:"features" yaml:"features" json:"features"`
 	// Phase is "onboarding" or "steady".
-	Phase string `mapstructure:"phase" json:"phase"`
+	Phase string `mapstructure:"phase" yaml:"phase" json:"phase"`
 	// Allow are extra allowed entries (see policy.Config.Allow).
-	Allow []string `mapstructure:"allow" json:"allow"`
+	Allow []string `mapstructure:"allow" yaml:"allow" json:"allow"`
 	// Deny are refused entries (see policy.Config.Deny).
-	Deny []string `mapstructure:"deny" json:"deny"`
+	Deny []string `mapstructure:"deny" yaml:"deny" json:"deny"`
 	// Clients are the CIDRs allowed to use the proxy.
-	Clients []string `mapstructure:"clients" json:"clients"`
+	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients"`
 	// AllowRanges are destination CIDRs exempt from the private-address guard.
-	AllowRanges []string `mapstructure:"allow_ranges" json:"allow_ranges"`
+	AllowRanges []string `mapstructure:"allow_ranges" yaml:"allow_ranges" json:"allow_ranges"`
 	// Resolver is host:port of the DNS server for the proxy's own lookups; "" = system.
-	Resolver string `mapstructure:"resolver" json:"resolver"`
+	Resolver string `mapstructure:"resolver" yaml:"resolver" json:"resolver"`
 	// SNI is "enforce", "log" or "off": the ClientHello check on TLS tunnels.
-	SNI string `mapstructure:"sni" json:"sni"`
+	SNI string `mapstructure:"sni" yaml:"sni" json:"sni"`
 	// DataServices holds data_services.*.
-	DataServices DataServices `mapstructure:"data_services" json:"data_services"`
+	DataServices DataServices `mapstructure:"data_services" yaml:"data_services" json:"data_services"`
 	// VMware holds vmware.*.
-	VMware VMware `mapstructure:"vmware" json:"vmware"`
+	VMware VMware `mapstructure:"vmware" yaml:"vmware" json:"vmware"`
 	// SCVMM holds scvmm.*.
-	SCVMM SCVMM `mapstructure:"scvmm" json:"scvmm"`
+	SCVMM SCVMM `mapstructure:"scvmm" yaml:"scvmm" json:"scvmm"`
 	// Servicebus holds servicebus.*.
-	Servicebus Servicebus `mapstructure:"servicebus" json:"servicebus"`
+	Servicebus Servicebus `mapstructure:"servicebus" yaml:"servicebus" json:"servicebus"`
 	// Limits holds limits.*.
-	Limits Limits `mapstructure:"limits" json:"limits"`
+	Limits Limits `mapstructure:"limits" yaml:"limits" json:"limits"`
 	// TLS holds tls.*: the optional HTTPS listener of the proxy itself.
-	TLS TLS `mapstructure:"tls" json:"tls"`
+	TLS TLS `mapstructure:"tls" yaml:"tls" json:"tls"`
 	// DNS holds dns.*: the DNS filter.
-	DNS DNS `mapstructure:"dns" json:"dns"`
+	DNS DNS `mapstructure:"dns" yaml:"dns" json:"dns"`
 	// Admin holds admin.*: the metrics and health listener.
-	Admin Admin `mapstructure:"admin" json:"admin"`
+	Admin Admin `mapstructure:"admin" yaml:"admin" json:"admin"`
 	// Log holds log.*.
-	Log Log `mapstructure:"log" json:"log"`
+	Log Log `mapstructure:"log" yaml:"log" json:"log"`
 }
 
 // DataServices is data_services.*.
 type DataServices struct {
 	// Mode is "direct" or "indirect".
-	Mode string `mapstructure:"mode" json:"mode"`
+	Mode string `mapstructure:"mode" yaml:"mode" json:"mode"`
 }
 
 // VMware is vmware.*.
 type VMware struct {
 	// VCenter is the vCenter server: host, IP, host:port, IP:port or [IPv6]:port.
-	VCenter string `mapstructure:"vcenter" json:"vcenter"`
+	VCenter string `mapstructure:"vcenter" yaml:"vcenter" json:"vcenter"`
 }
 
 // SCVMM is scvmm.*.
 type SCVMM struct {
 	// Server is the SCVMM management server, in the same forms as VMware.VCenter.
-	Server string `mapstructure:"server" json:"server"`
+	Server string `mapstructure:"server" yaml:"server" json:"server"`
 }
 
 // Servicebus is servicebus.*.
 type Servicebus struct {
 	// AllowlistFile is a saved answer of the guestnotificationservice
 	// allowlist call; its names replace the wide *.servicebus.windows.net rows.
-	AllowlistFile string `mapstructure:"allowlist_file" json:"allowlist_file"`
+	AllowlistFile string `mapstructure:"allowlist_file" yaml:"allowlist_file" json:"allowlist_file"`
 	// Refresh is the re-fetch period while serving; 0 = never.
-	Refresh time.Duration `mapstructure:"refresh" json:"refresh"`
+	Refresh time.Duration `mapstructure:"refresh" yaml:"refresh" json:"refresh"`
 }
 
 // Limits is limits.*.
 type Limits struct {
 	// HeaderTimeout is the time to read a request's headers.
-	HeaderTimeout time.Duration `mapstructure:"header_timeout" json:"header_timeout"`
+	HeaderTimeout time.Duration `mapstructure:"header_timeout" yaml:"header_timeout" json:"header_timeout"`
 	// MaxHeaderBytes bounds a request's headers.
-	MaxHeaderBytes int `mapstructure:"max_header_bytes" json:"max_header_bytes"`
+	MaxHeaderBytes int `mapstructure:"max_header_bytes" yaml:"max_header_bytes" json:"max_header_bytes"`
 	// DialTimeout bounds a dial to an origin.
-	DialTimeout time.Duration `mapstructure:"dial_timeout" json:"dial_timeout"`
+	DialTimeout time.Duration `mapstructure:"dial_timeout" yaml:"dial_timeout" json:"dial_timeout"`
 	// MaxTunnels bounds open tunnels in total.
-	MaxTunnels int `mapstructure:"max_tunnels" json:"max_tunnels"`
+	MaxTunnels int `mapstructure:"max_tunnels" yaml:"max_tunnels" json:"max_tunnels"`
 	// MaxTunnelsPerClient bounds open tunnels per client address.
-	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client" json:"max_tunnels_per_client"`
+	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client" yaml:"max_tunnels_per_client" json:"max_tunnels_per_client"`
 	// TunnelIdleTimeout closes a tunnel idle that long; 0 = never.
-	TunnelIdleTimeout time.Duration `mapstructure:"tunnel_idle_timeout" json:"tunnel_idle_timeout"`
+	TunnelIdleTimeout time.Duration `mapstructure:"tunnel_idle_timeout" yaml:"tunnel_idle_timeout" json:"tunnel_idle_timeout"`
 	// ShutdownGrace is how long open tunnels may drain at shutdown.
-	ShutdownGrace time.Duration `mapstructure:"shutdown_grace" json:"shutdown_grace"`
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace" yaml:"shutdown_grace" json:"shutdown_grace"`
 }
 
 // TLS is tls.*.
 type TLS struct {
 	// Listen is the HTTPS proxy listener; "" = off.
-	Listen string `mapstructure:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
 	// Cert is the PEM certificate file (chain) of that listener.
-	Cert string `mapstructure:"cert" json:"cert"`
+	Cert string `mapstructure:"cert" yaml:"cert" json:"cert"`
 	// Key is the PEM private key file of that listener.
-	Key string `mapstructure:"key" json:"key"`
+	Key string `mapstructure:"key" yaml:"key" json:"key"`
 }
 
 // DNS is dns.*.
 type DNS struct {
 	// Listen is the DNS filter's UDP and TCP address; "" = filter off.
-	Listen string `mapstructure:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
 	// Upstream are host:port resolvers; empty = the system resolvers.
-	Upstream []string `mapstructure:"upstream" json:"upstream"`
+	Upstream []string `mapstructure:"upstream" yaml:"upstream" json:"upstream"`
 	// DenyRcode is "nxdomain" or "refused".
-	DenyRcode string `mapstructure:"deny_rcode" json:"deny_rcode"`
+	DenyRcode string `mapstructure:"deny_rcode" yaml:"deny_rcode" json:"deny_rcode"`
 	// CacheSize is the number of answers kept; 0 = no cache.
-	CacheSize int `mapstructure:"cache_size" json:"cache_size"`
+	CacheSize int `mapstructure:"cache_size" yaml:"cache_size" json:"cache_size"`
 	// AdmitLearnedAddresses lets the proxy admit IP-literal CONNECTs to
 	// addresses the filter handed out for allowed names.
-	AdmitLearnedAddresses bool `mapstructure:"admit_learned_addresses" json:"admit_learned_addresses"`
+	AdmitLearnedAddresses bool `mapstructure:"admit_learned_addresses" yaml:"admit_learned_addresses" json:"admit_learned_addresses"`
 }
 
 // Admin is admin.*.
 type Admin struct {
 	// Listen is the admin listener (/metrics /healthz /readyz /learned); "" = off.
-	Listen string `mapstructure:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
 	// Pprof serves /debug/pprof on the admin listener.
-	Pprof bool `mapstructure:"pprof" json:"pprof"`
+	Pprof bool `mapstructure:"pprof" yaml:"pprof" json:"pprof"`
 	// Clients are the CIDRs allowed on the admin listener; empty = loopback only.
-	Clients []string `mapstructure:"clients" json:"clients"`
+	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients"`
 }
 
 // Log is log.*.
 type Log struct {
 	// Level is trace, debug, info, warn or error.
-	Level string `mapstructure:"level" json:"level"`
+	Level string `mapstructure:"level" yaml:"level" json:"level"`
 	// Format is "json" or "console".
-	Format string `mapstructure:"format" json:"format"`
+	Format string `mapstructure:"format" yaml:"format" json:"format"`
 	// FoldWindow is the window in which repeated refusals are folded.
-	FoldWindow time.Duration `mapstructure:"fold_window" json:"fold_window"`
+	FoldWindow time.Duration `mapstructure:"fold_window" yaml:"fold_window" json:"fold_window"`
 	// Tunnels is the level of tunnel close lines: "debug" or "info".
-	Tunnels string `mapstructure:"tunnels" json:"tunnels"`
+	Tunnels string `mapstructure:"tunnels" yaml:"tunnels" json:"tunnels"`
 }
 
 // Default returns the configuration used when nothing is set.

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/policy"
+)
+
+func newExplainCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "explain [flags] DEST...",
+		Short: "Print the decision for each destination as one JSON line (no network)",
+		Long: `Print one JSON line per DEST with host, port, verdict, rule, offering, feature
+and reason. DEST is host (port 443), host:port, [IPv6]:port, or an http:// URL
+(port 80 unless given; its path is checked). Exit 0 for any verdict; non-zero
+only when the config is invalid.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := config.Compile(cfg)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			for _, a := range args {
+				if err := enc.Encode(explain(p, a)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// explainLine is the JSON shape of `arcfence explain`.
+type explainLine struct {
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Verdict  string `json:"verdict"`
+	Rule     string `json:"rule"`
+	Offering string `json:"offering"`
+	Feature  string `json:"feature"`
+	Reason   string `json:"reason"`
+}
+
+// explain decides on one DEST argument.
+func explain(p *policy.Policy, arg string) explainLine {
+	d, r := parseDest(arg)
+	var dec policy.Decision
+	if r != policy.ReasonNone {
+		dec = policy.Decision{Reason: r, Host: d.Host, Port: d.Port}
+	} else {
+		dec = p.Decide(d)
+	}
+	return explainLine{
+		Host: dec.Host, Port: dec.Port, Verdict: dec.Verdict.String(), Rule: dec.Rule,
+		Offering: dec.Offering, Feature: dec.Feature, Reason: dec.Reason.String(),
+	}
+}
+
+// parseDest parses an explain argument: host (443), host:port, [v6]:port,
+// a bare IPv6 address (443), or an http:// or https:// URL.
+func parseDest(arg string) (policy.Dest, policy.Reason) {
+	if strings.HasPrefix(arg, "http://") || strings.HasPrefix(arg, "https://") {
+		u, err := url.Parse(arg)
+		if err != nil || u.Host == "" {
+			return policy.Dest{Host: arg}, policy.InvalidHost
+		}
+		d := policy.Dest{Host: u.Hostname(), Port: 443}
+		if u.Scheme == "http" {
+			d.Port, d.Plain = 80, true
+			d.Path = u.EscapedPath()
+			if d.Path == "" {
+				d.Path = "/"
+			}
+		}
+		if ps := u.Port(); ps != "" {
+			n, err := strconv.Atoi(ps)
+			if err != nil {
+				return d, policy.InvalidPort
+			}
+			d.Port = n
+		}
+		return d, policy.ReasonNone
+	}
+	if strings.Count(arg, ":") > 1 && !strings.HasPrefix(arg, "[") {
+		return policy.Dest{Host: arg, Port: 443}, policy.ReasonNone
+	}
+	if !strings.Contains(arg, ":") || strings.HasPrefix(arg, "[") && strings.HasSuffix(arg, "]") {
+		return policy.Dest{Host: arg, Port: 443}, policy.ReasonNone
+	}
+	h, port, r := policy.SplitHostPort(arg)
+	return policy.Dest{Host: h, Port: port}, r
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print version, commit and Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, c, g := buildInfo()
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "arcfence %s (commit %s, %s)\n", v, c, g)
+			return err
+		},
+	}
+}

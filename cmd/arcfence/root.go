@@ -1,0 +1,20 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newRootCmd builds the command tree. Every subcommand is added here.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "arcfence",
+		Short:         "The egress gate for Azure Arc: an allowlisting CONNECT proxy and DNS filter",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	addConfigFlags(root)
+	root.AddCommand(newExplainCmd())
+	root.AddCommand(newConfigCmd())
+	root.AddCommand(newVersionCmd())
+	return root
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/arcfence/arcfence/internal/config"
+)
+
+func newConfigCmd() *cobra.Command {
+	c := &cobra.Command{Use: "config", Short: "Configuration commands"}
+	validate := &cobra.Command{
+		Use:   "validate",
+		Short: "Validate the configuration and print the effective config",
+		Long: `Run exactly the start-up load and compile path of 'arcfence serve', then print
+the effective configuration as YAML. Exit non-zero with every problem listed
+when the configuration is invalid.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := config.Compile(cfg)
+			if err != nil {
+				return err
+			}
+			out := effective{Config: cfg, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions()}
+			enc := yaml.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent(2)
+			defer enc.Close()
+			return enc.Encode(out)
+		},
+	}
+	addServeFlags(validate)
+	c.AddCommand(validate)
+	return c
+}
+
+// effective is what `config validate` prints.
+type effective struct {
+	Config    *config.Config `yaml:"config"`
+	Offerings []string       `yaml:"effective_offerings"`
+	Regions   []string       `yaml:"effective_regions"`
+	Rules     int            `yaml:"effective_rules"`
+}
