@@ -15,6 +15,7 @@ func newRootCmd() *cobra.Command {
 	addConfigFlags(root)
 	root.AddCommand(newExplainCmd())
 	root.AddCommand(newConfigCmd())
+	root.AddCommand(newCatalogCmd())
 	root.AddCommand(newVersionCmd())
 	return root
 }
