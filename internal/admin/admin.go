@@ -1,0 +1,203 @@
+// Package admin is arcfence's admin HTTP listener: /metrics (Prometheus),
+// /healthz, /readyz, /learned (learn mode's would-be-refused destinations)
+// and, when enabled, /debug/pprof. It answers loopback clients, and others
+// only when admin.clients names them.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/internal/metrics"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Listen is the address to listen on (admin.listen), host:port.
+	Listen string
+	// Clients are CIDRs or addresses allowed besides loopback
+	// (admin.clients); empty means loopback only.
+	Clients []string
+	// Pprof serves /debug/pprof (admin.pprof).
+	Pprof bool
+	// Metrics is served at /metrics; nil means /metrics answers 404.
+	Metrics *metrics.Metrics
+	// Ready is reported by /readyz; nil means /readyz answers like /healthz.
+	Ready *Readiness
+	// Learned returns learn mode's set for /learned; nil means an empty set.
+	Learned func() audit.Learned
+	// Mode is the running mode, "enforce" or "learn", reported by /learned.
+	Mode string
+	// Logger receives the server's own lines (start, errors).
+	Logger zerolog.Logger
+}
+
+// Server is a running admin listener.
+type Server struct {
+	ln      net.Listener
+	srv     *http.Server
+	clients []netip.Prefix
+	log     zerolog.Logger
+	done    chan struct{}
+	once    sync.Once
+}
+
+// ParseClients parses admin.clients: CIDRs or single addresses.
+func ParseClients(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("admin.clients: %q is neither a CIDR (10.0.0.0/8) nor an address (10.0.0.5)", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// New binds o.Listen and serves on it in a goroutine of its own until
+// Close. A port already in use is an error that says so.
+func New(o Options) (*Server, error) {
+	clients, err := ParseClients(o.Clients)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("admin.listen %s: the address is already in use (another arcfence, or another exporter?); "+
+				"set admin.listen to a free address, or to \"\" to turn the admin listener off: %w", o.Listen, err)
+		}
+		return nil, fmt.Errorf("admin.listen %s: %w", o.Listen, err)
+	}
+	s := &Server{ln: ln, clients: clients, log: o.Logger, done: make(chan struct{})}
+	s.srv = &http.Server{
+		Handler:           s.guard(Handler(o)),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Str("addr", ln.Addr().String()).Msg("admin listener failed")
+		}
+	}()
+	s.log.Info().Str("addr", ln.Addr().String()).Bool("pprof", o.Pprof).Msg("admin listening")
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the server: it stops accepting, lets requests in flight end
+// until ctx is done, then closes them, and waits for the serving goroutine.
+func (s *Server) Close(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		if err = s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+		}
+		<-s.done
+	})
+	return err
+}
+
+// allowed reports whether a client address may use the admin endpoints.
+func (s *Server) allowed(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a := ap.Addr().Unmap()
+	if a.IsLoopback() {
+		return a, true
+	}
+	for _, p := range s.clients {
+		if p.Contains(a) {
+			return a, true
+		}
+	}
+	return a, false
+}
+
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, ok := s.allowed(r.RemoteAddr); !ok {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, "arcfence admin: client %s not allowed; only loopback and admin.clients may use this listener\n", a)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Handler returns the admin endpoints without the client check and
+// listener (New adds both).
+func Handler(o Options) http.Handler {
+	mux := http.NewServeMux()
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{
+			Registry: o.Metrics.Registry,
+		}))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		st := Status{Ready: true, Listeners: map[string]bool{}, PolicyLoaded: true, LastReload: ReloadNone}
+		if o.Ready != nil {
+			st = o.Ready.Status()
+		}
+		code := http.StatusOK
+		if !st.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, st)
+	})
+	mux.HandleFunc("GET /learned", func(w http.ResponseWriter, r *http.Request) {
+		l := audit.Learned{Destinations: []audit.LearnedDest{}}
+		if o.Learned != nil {
+			l = o.Learned()
+		}
+		writeJSON(w, http.StatusOK, struct {
+			Mode string `json:"mode"`
+			audit.Learned
+		}{o.Mode, l})
+	})
+	if o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
