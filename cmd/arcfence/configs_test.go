@@ -182,3 +182,33 @@ func TestExplainDoneWhen(t *testing.T) {
 		t.Fatal("explain with an invalid config must fail")
 	}
 }
+
+// TestServicebusAllowlistFile: the saved allowlist replaces the wide
+// *.servicebus.windows.net rows; the azgn* row stays; a bad file is a config error.
+func TestServicebusAllowlistFile(t *testing.T) {
+	dir := t.TempDir()
+	list := filepath.Join(dir, "sb.json")
+	if err := os.WriteFile(list, []byte(`["g1-prod-eus2-010-sb.servicebus.windows.net","g2-prod-eus2-011-sb.servicebus.windows.net"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "c.yaml")
+	body := "offerings: [kubernetes, servers]\nfeatures: [cluster-connect]\nservicebus: {allowlist_file: " + list + "}\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "explain", "--config", cfg, "g1-prod-eus2-010-sb.servicebus.windows.net", "other.servicebus.windows.net", "azgn123.servicebus.windows.net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"rule":"g1-prod-eus2-010-sb.servicebus.windows.net:443"`) ||
+		!strings.Contains(lines[1], `"reason":"not-in-allowlist"`) || !strings.Contains(lines[2], `"rule":"azgn*.servicebus.windows.net:443"`) {
+		t.Fatalf("narrowing not applied:\n%s", out)
+	}
+	if err := os.WriteFile(list, []byte(`[]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "explain", "--config", cfg, "x.his.arc.azure.com"); err == nil || !strings.Contains(err.Error(), "servicebus.allowlist_file") {
+		t.Fatalf("empty allowlist file: got %v", err)
+	}
+}

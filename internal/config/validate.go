@@ -181,7 +181,3 @@ func Compile(c *Config) (*policy.Policy, error) {
 	return p, nil
 }
 
-// readServicebus is replaced by internal/servicebus.ReadFile once that lands.
-func readServicebus(path string) ([]string, error) {
-	return nil, fmt.Errorf("%s: reading servicebus allowlists is not built yet", path)
-}
