@@ -185,7 +185,7 @@ func serverWhen(section, text string) (when string, features []string, ok bool) 
 var privateLinkMarks = map[string]string{
 	"Public":  policy.PrivateLinkPublic,
 	"Private": policy.PrivateLinkPrivate,
-	"Not used when private link is configured":                            policy.PrivateLinkUnused,
+	"Not used when private link is configured":                             policy.PrivateLinkUnused,
 	"Public, unless a resource management private link is also configured": policy.PrivateLinkPublicUnlessRMPL,
 }
 
