@@ -1,0 +1,485 @@
+// Package dnsfilter is arcfence's DNS filter: a UDP and TCP DNS server (on
+// github.com/miekg/dns) that answers only the names the compiled policy
+// admits, by forwarding them to upstream resolvers, and refuses every other
+// name with the configured rcode and an Extended DNS Error (RFC 8914, code 15
+// "Blocked") naming arcfence.
+//
+// Besides the policy's own names, a CNAME target seen in an allowed answer
+// stays answerable for that record's TTL (Azure names answer through traffic
+// manager, CDN and cloudapp names), and the A/AAAA addresses of allowed
+// answers are remembered for their TTL so that the proxy may admit
+// IP-literal CONNECTs to them (see Filter.Learned).
+//
+// The package keeps no global state and never uses miekg/dns's default mux:
+// every Filter runs its own dns.Server values with itself as handler.
+package dnsfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/internal/metrics"
+	"github.com/arcfence/arcfence/policy"
+)
+
+// Modes, as the configuration's "mode" key spells them.
+const (
+	// ModeEnforce refuses names the policy does not admit.
+	ModeEnforce = "enforce"
+	// ModeLearn forwards names the allowlist lacks and logs them as "would deny".
+	ModeLearn = "learn"
+)
+
+// Deny rcodes, as the configuration's dns.deny_rcode key spells them.
+const (
+	// DenyNXDomain answers refused names with NXDOMAIN (the default).
+	DenyNXDomain = "nxdomain"
+	// DenyRefused answers refused names with REFUSED.
+	DenyRefused = "refused"
+)
+
+// Defaults of Options' zero values.
+const (
+	// DefaultTimeout is the per-attempt upstream timeout.
+	DefaultTimeout = 1500 * time.Millisecond
+	// DefaultQueryTimeout bounds the whole forwarding of one query, every
+	// attempt included.
+	DefaultQueryTimeout = 4 * time.Second
+	// DefaultMaxCNAMETargets bounds the CNAME-target set.
+	DefaultMaxCNAMETargets = 10000
+	// DefaultMaxLearned bounds the learned-address set.
+	DefaultMaxLearned = 65536
+	// DefaultResolvConf is read for upstreams when Options.Upstreams is empty.
+	DefaultResolvConf = "/etc/resolv.conf"
+)
+
+// maxUDPSize is the largest UDP payload the filter sends or advertises
+// (DNS flag day 2020: 1232 bytes avoids IP fragmentation).
+const maxUDPSize = 1232
+
+// Options configure a Filter. The zero value of each field has the meaning
+// its comment gives.
+type Options struct {
+	// Listen is the host:port the filter serves on, over UDP and TCP. Port
+	// 0 picks a free port (the same for both); Addr reports it.
+	Listen string
+	// Upstreams are the resolvers allowed names are forwarded to, as
+	// IP:port (a bare IP means port 53), tried in order with failover.
+	// Empty means the nameservers of ResolvConf.
+	Upstreams []string
+	// ResolvConf is the resolv.conf read when Upstreams is empty;
+	// "" means DefaultResolvConf.
+	ResolvConf string
+	// DenyRcode is DenyNXDomain ("" means this) or DenyRefused.
+	DenyRcode string
+	// CacheSize is the number of answers cached; 0 disables the cache.
+	CacheSize int
+	// Policy decides which names are answered. Required.
+	Policy *policy.Policy
+	// Mode is ModeEnforce ("" means this) or ModeLearn.
+	Mode string
+	// Logger receives the filter's own lines (start, upstream failures).
+	Logger zerolog.Logger
+	// Audit receives refusal lines; nil means audit.New(Logger).
+	Audit *audit.Log
+	// Metrics receives counts; nil means none are kept.
+	Metrics *metrics.Metrics
+	// Timeout is the upstream timeout of one attempt; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// QueryTimeout bounds the forwarding of one query over all attempts;
+	// 0 means DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	// Attempts is the number of upstream attempts per query; 0 means one
+	// per upstream, at least 2. Failover moves to the next upstream after a
+	// timeout, an error or SERVFAIL.
+	Attempts int
+	// MaxCNAMETargets bounds the set of CNAME targets kept answerable;
+	// 0 means DefaultMaxCNAMETargets. The oldest entry is evicted first.
+	MaxCNAMETargets int
+	// MaxLearned bounds the set of learned addresses; 0 means
+	// DefaultMaxLearned. The oldest entry is evicted first.
+	MaxLearned int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// settings are the parts of the configuration that a reload may change,
+// swapped as a whole.
+type settings struct {
+	pol       *policy.Policy
+	learn     bool
+	denyRcode int
+}
+
+// Filter is a running (or ready to run) DNS filter. Its methods are safe for
+// concurrent use.
+type Filter struct {
+	log     zerolog.Logger
+	audit   *audit.Log
+	metrics *metrics.Metrics
+	now     func() time.Time
+
+	set atomic.Pointer[settings]
+
+	ups          []*upstream
+	timeout      time.Duration
+	queryTimeout time.Duration
+	attempts     int
+
+	cache   *answerCache    // nil when off
+	cnames  *ttlSet[string] // CNAME targets of allowed answers
+	learned *ttlSet[netip.Addr]
+
+	rcodeCounters  [16]prometheus.Counter
+	edeBlocked     map[policy.Reason]*dns.EDNS0_EDE
+	edeUnsupported *dns.EDNS0_EDE
+	bufs           sync.Pool // *[]byte packet buffers of 4096 bytes
+
+	pc net.PacketConn
+	ln net.Listener
+
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	runOnce  sync.Once
+	ran      atomic.Bool
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// New validates opts, binds the UDP and TCP listeners and returns a Filter
+// ready to Run. Call Shutdown (or cancel Run's context) to release them.
+func New(opts Options) (*Filter, error) {
+	if opts.Policy == nil {
+		return nil, errors.New("dnsfilter: Options.Policy is nil")
+	}
+	if opts.Listen == "" {
+		return nil, errors.New("dnsfilter: dns.listen is empty")
+	}
+	st, err := makeSettings(opts.Policy, opts.Mode, opts.DenyRcode)
+	if err != nil {
+		return nil, err
+	}
+	if opts.CacheSize < 0 {
+		return nil, fmt.Errorf("dnsfilter: dns.cache_size %d: must be 0 (off) or more", opts.CacheSize)
+	}
+	ups, err := parseUpstreams(opts.Upstreams, opts.ResolvConf)
+	if err != nil {
+		return nil, err
+	}
+	f := &Filter{
+		log:          opts.Logger,
+		audit:        opts.Audit,
+		metrics:      opts.Metrics,
+		now:          opts.Now,
+		ups:          ups,
+		timeout:      opts.Timeout,
+		queryTimeout: opts.QueryTimeout,
+		attempts:     opts.Attempts,
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+	if f.audit == nil {
+		f.audit = audit.New(opts.Logger)
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if f.timeout <= 0 {
+		f.timeout = DefaultTimeout
+	}
+	if f.queryTimeout <= 0 {
+		f.queryTimeout = DefaultQueryTimeout
+	}
+	if f.attempts <= 0 {
+		f.attempts = max(len(ups), 2)
+	}
+	f.set.Store(st)
+	f.edeBlocked, f.edeUnsupported = newEDEs()
+	f.bufs.New = func() any { b := make([]byte, 4096); return &b }
+	if opts.CacheSize > 0 {
+		f.cache = newAnswerCache(opts.CacheSize)
+	}
+	nc := opts.MaxCNAMETargets
+	if nc <= 0 {
+		nc = DefaultMaxCNAMETargets
+	}
+	nl := opts.MaxLearned
+	if nl <= 0 {
+		nl = DefaultMaxLearned
+	}
+	f.cnames = newTTLSet[string](nc)
+	f.learned = newTTLSet[netip.Addr](nl)
+	if f.metrics != nil {
+		for rc := range f.rcodeCounters {
+			f.rcodeCounters[rc] = f.metrics.DNSQueries.WithLabelValues(rcodeName(rc))
+		}
+	}
+	f.baseCtx, f.cancel = context.WithCancel(context.Background())
+	if err := f.bind(opts.Listen); err != nil {
+		f.cancel()
+		return nil, err
+	}
+	return f, nil
+}
+
+func makeSettings(p *policy.Policy, mode, denyRcode string) (*settings, error) {
+	st := &settings{pol: p, denyRcode: dns.RcodeNameError}
+	switch mode {
+	case "", ModeEnforce:
+	case ModeLearn:
+		st.learn = true
+	default:
+		return nil, fmt.Errorf("dnsfilter: mode %q: must be %s or %s", mode, ModeEnforce, ModeLearn)
+	}
+	switch denyRcode {
+	case "", DenyNXDomain:
+	case DenyRefused:
+		st.denyRcode = dns.RcodeRefused
+	default:
+		return nil, fmt.Errorf("dnsfilter: dns.deny_rcode %q: must be %s or %s", denyRcode, DenyNXDomain, DenyRefused)
+	}
+	return st, nil
+}
+
+// bind opens the UDP socket and a TCP listener on the same port.
+func (f *Filter) bind(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("dnsfilter: dns.listen %q: %w", addr, err)
+	}
+	// With port 0 the kernel picks the UDP port; the same TCP port may be
+	// taken, so try a few times (bounded).
+	for try := 0; try < 10; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("dnsfilter: listen udp %s: %w", addr, err)
+		}
+		p := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			pc.Close()
+			if port == "0" {
+				continue
+			}
+			return fmt.Errorf("dnsfilter: listen tcp %s: %w", addr, err)
+		}
+		f.pc, f.ln = pc, ln
+		return nil
+	}
+	return fmt.Errorf("dnsfilter: listen %s: no port free for both udp and tcp", addr)
+}
+
+// Addr returns the address the filter listens on (UDP and TCP share it).
+func (f *Filter) Addr() string {
+	return f.pc.LocalAddr().String()
+}
+
+// SetPolicy replaces the policy used for new queries (on reload). Queries
+// in flight finish with the policy they started with. A nil p is ignored.
+func (f *Filter) SetPolicy(p *policy.Policy) {
+	if p == nil {
+		return
+	}
+	for {
+		old := f.set.Load()
+		n := *old
+		n.pol = p
+		if f.set.CompareAndSwap(old, &n) {
+			return
+		}
+	}
+}
+
+// SetMode switches between ModeEnforce and ModeLearn ("" means enforce).
+func (f *Filter) SetMode(mode string) error {
+	for {
+		old := f.set.Load()
+		n, err := makeSettings(old.pol, mode, "")
+		if err != nil {
+			return err
+		}
+		n.denyRcode = old.denyRcode
+		if f.set.CompareAndSwap(old, n) {
+			return nil
+		}
+	}
+}
+
+// SetDenyRcode switches the rcode of refused names (DenyNXDomain or DenyRefused).
+func (f *Filter) SetDenyRcode(rcode string) error {
+	for {
+		old := f.set.Load()
+		n, err := makeSettings(old.pol, "", rcode)
+		if err != nil {
+			return err
+		}
+		n.learn = old.learn
+		if f.set.CompareAndSwap(old, n) {
+			return nil
+		}
+	}
+}
+
+// Learned reports whether addr was handed out by the filter, in an answer
+// for an allowed name, within that record's TTL. It implements the proxy's
+// LearnedAddrs interface and is safe for concurrent use.
+func (f *Filter) Learned(addr netip.Addr) bool {
+	return f.learned.has(addr.Unmap(), f.now().UnixNano())
+}
+
+// Run serves UDP and TCP until ctx is done or Shutdown is called, then
+// stops both servers, letting queries in flight finish (each is bounded by
+// the query timeout). It returns nil after a shutdown, or the error that
+// stopped a server. Run may be called once.
+func (f *Filter) Run(ctx context.Context) error {
+	err := errors.New("dnsfilter: Run called twice")
+	f.runOnce.Do(func() {
+		f.ran.Store(true)
+		err = f.run(ctx)
+	})
+	return err
+}
+
+func (f *Filter) run(ctx context.Context) error {
+	defer close(f.done)
+	defer f.cancel()
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	udp := &dns.Server{
+		PacketConn:        f.pc,
+		Net:               "udp",
+		Handler:           f,
+		UDPSize:           4096,
+		MsgAcceptFunc:     acceptQuery,
+		DecorateReader:    dropGarbage,
+		DecorateWriter:    silence,
+		NotifyStartedFunc: notify,
+	}
+	tcp := &dns.Server{
+		Listener:          f.ln,
+		Net:               "tcp",
+		Handler:           f,
+		MsgAcceptFunc:     acceptQuery,
+		DecorateReader:    dropGarbage,
+		DecorateWriter:    silence,
+		NotifyStartedFunc: notify,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- udp.ActivateAndServe() }()
+	go func() { errc <- tcp.ActivateAndServe() }()
+	pending := 2
+	var runErr error
+	for n := 0; n < 2 && runErr == nil; {
+		select {
+		case <-started:
+			n++
+		case runErr = <-errc:
+			pending--
+		}
+	}
+	if runErr == nil {
+		f.log.Info().Str("listen", f.Addr()).Strs("upstream", upstreamAddrs(f.ups)).Msg("dns filter started")
+		select {
+		case <-ctx.Done():
+		case <-f.stop:
+		case runErr = <-errc:
+			pending--
+		}
+	}
+	f.cancel()
+	sctx, cancel := context.WithTimeout(context.Background(), f.queryTimeout+2*time.Second)
+	defer cancel()
+	// Shutting down a server that stopped on its own returns an error; ignore it.
+	_ = udp.ShutdownContext(sctx)
+	_ = tcp.ShutdownContext(sctx)
+	for ; pending > 0; pending-- {
+		select {
+		case e := <-errc:
+			if runErr == nil && e != nil {
+				runErr = e
+			}
+		case <-sctx.Done():
+			pending = 0
+		}
+	}
+	f.pc.Close()
+	f.ln.Close()
+	if runErr != nil {
+		return fmt.Errorf("dnsfilter: %w", runErr)
+	}
+	f.log.Info().Msg("dns filter stopped")
+	return nil
+}
+
+// Shutdown stops a running filter and waits (until ctx is done) for Run to
+// return; on a filter that never ran it releases the listeners.
+func (f *Filter) Shutdown(ctx context.Context) error {
+	f.stopOnce.Do(func() { close(f.stop) })
+	f.runOnce.Do(func() {
+		// Never ran: nothing serves; close the sockets.
+		f.cancel()
+		f.pc.Close()
+		f.ln.Close()
+		close(f.done)
+	})
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// acceptQuery lets every query through to the handler, which answers
+// FORMERR or NOTIMP itself; responses are dropped without an answer.
+func acceptQuery(dh dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	if dh.Bits&qr != 0 {
+		return dns.MsgIgnore
+	}
+	return dns.MsgAccept
+}
+
+// silence is the servers' DecorateWriter. The handler writes with
+// ResponseWriter.Write, which does not pass through it; the only writes that
+// do are the miekg server's own FORMERR answers to messages that do not
+// parse, and garbage gets no answer (an answer could be used to amplify).
+func silence(dns.Writer) dns.Writer { return dropWriter{} }
+
+type dropWriter struct{}
+
+var errNoPacketConnReader = errors.New("dnsfilter: reader cannot read packet conns")
+
+func (dropWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func rcodeName(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return strconv.Itoa(rc)
+}
+
+func (f *Filter) countRcode(rc int) {
+	if f.metrics == nil {
+		return
+	}
+	if rc >= 0 && rc < len(f.rcodeCounters) {
+		f.rcodeCounters[rc].Inc()
+		return
+	}
+	f.metrics.DNSQueries.WithLabelValues(rcodeName(rc)).Inc()
+}

@@ -1,0 +1,566 @@
+package dnsfilter
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/arcfence/arcfence/policy"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestAllowedAnsweredWhole(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 0})
+	cases := []struct {
+		name  string
+		qtype uint16
+		check func(t *testing.T, r *dns.Msg)
+	}{
+		{nameA, dns.TypeA, func(t *testing.T, r *dns.Msg) {
+			if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "203.0.113.10" {
+				t.Errorf("answer %v", r.Answer)
+			}
+		}},
+		{nameA, dns.TypeAAAA, func(t *testing.T, r *dns.Msg) {
+			if len(r.Answer) != 1 || r.Answer[0].(*dns.AAAA).AAAA.String() != "2001:db8::10" {
+				t.Errorf("answer %v", r.Answer)
+			}
+		}},
+		{nameTXT, dns.TypeTXT, func(t *testing.T, r *dns.Msg) {
+			if len(r.Answer) != 1 || strings.Join(r.Answer[0].(*dns.TXT).Txt, "|") != "v=arc|second string" {
+				t.Errorf("answer %v", r.Answer)
+			}
+		}},
+		{nameChain, dns.TypeA, func(t *testing.T, r *dns.Msg) {
+			if len(r.Answer) != 3 {
+				t.Fatalf("chain not whole: %v", r.Answer)
+			}
+			if r.Answer[0].(*dns.CNAME).Target != nameTM || r.Answer[1].(*dns.CNAME).Target != nameEdge ||
+				r.Answer[2].(*dns.A).A.String() != "203.0.113.20" {
+				t.Errorf("chain %v", r.Answer)
+			}
+		}},
+		{nameNX, dns.TypeA, func(t *testing.T, r *dns.Msg) {
+			if r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+				t.Errorf("upstream NXDOMAIN not passed: rcode %d ns %v", r.Rcode, r.Ns)
+			}
+		}},
+	}
+	for _, netw := range []string{"udp", "tcp"} {
+		for _, c := range cases {
+			t.Run(netw+"/"+c.name+"/"+dns.TypeToString[c.qtype], func(t *testing.T) {
+				// Mixed case (DNS 0x20) and a chosen ID must come back as sent.
+				name := strings.ToUpper(c.name[:1]) + c.name[1:]
+				q := question(name, c.qtype, true)
+				q.Id = 4242
+				r := ask(t, e.f.Addr(), netw, q)
+				if len(r.Question) != 1 || r.Question[0].Name != name || r.Question[0].Qtype != c.qtype {
+					t.Errorf("question %v, want %s", r.Question, name)
+				}
+				if c.name != nameNX && r.Rcode != dns.RcodeSuccess {
+					t.Errorf("rcode %s", dns.RcodeToString[r.Rcode])
+				}
+				if !r.RecursionDesired {
+					t.Error("RD not echoed")
+				}
+				c.check(t, r)
+			})
+		}
+	}
+	if got := testutil.ToFloat64(e.metrics.Decisions.WithLabelValues("allow", "", "servers", "dns")); got < 8 {
+		t.Errorf("allow decisions counted %v", got)
+	}
+	if got := testutil.ToFloat64(e.metrics.DNSQueries.WithLabelValues("NOERROR")); got < 8 {
+		t.Errorf("NOERROR answers counted %v", got)
+	}
+}
+
+func TestDeniedGetsRcodeAndEDE(t *testing.T) {
+	for _, tc := range []struct {
+		rcode string
+		want  int
+	}{{"", dns.RcodeNameError}, {DenyNXDomain, dns.RcodeNameError}, {DenyRefused, dns.RcodeRefused}} {
+		t.Run("deny_rcode="+tc.rcode, func(t *testing.T) {
+			e := startFilter(t, Options{DenyRcode: tc.rcode, CacheSize: 100})
+			for _, netw := range []string{"udp", "tcp"} {
+				q := question("Example.COM.", dns.TypeA, true)
+				r := ask(t, e.f.Addr(), netw, q)
+				if r.Rcode != tc.want {
+					t.Errorf("%s: rcode %s, want %s", netw, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.want])
+				}
+				if len(r.Answer) != 0 || len(r.Question) != 1 || r.Question[0].Name != "Example.COM." {
+					t.Errorf("%s: answer %v question %v", netw, r.Answer, r.Question)
+				}
+				x := ede(r)
+				if x == nil || x.InfoCode != dns.ExtendedErrorCodeBlocked || !strings.Contains(x.ExtraText, "arcfence") ||
+					!strings.Contains(x.ExtraText, "not-in-allowlist") {
+					t.Errorf("%s: EDE %v, want code 15 naming arcfence and the reason", netw, x)
+				}
+				// Without EDNS there is no OPT record (RFC 6891), the rcode stays.
+				r = ask(t, e.f.Addr(), netw, question("example.com.", dns.TypeAAAA, false))
+				if r.Rcode != tc.want || r.IsEdns0() != nil {
+					t.Errorf("%s no EDNS: rcode %d opt %v", netw, r.Rcode, r.IsEdns0())
+				}
+			}
+			if n := e.stub.total(nameDenied, dns.TypeA); n != 0 {
+				t.Errorf("denied name reached the upstream %d times", n)
+			}
+			logs := e.logs.String()
+			for _, want := range []string{`"msg":"denied"`, `"component":"dns"`, `"qtype":"A"`, `"host":"example.com"`,
+				`"reason":"not-in-allowlist"`, `"mode":"enforce"`, `"client":"127.0.0.1"`} {
+				if !strings.Contains(logs, want) {
+					t.Errorf("refusal log lacks %s:\n%s", want, logs)
+				}
+			}
+			if got := testutil.ToFloat64(e.metrics.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "dns")); got < 4 {
+				t.Errorf("deny decisions counted %v", got)
+			}
+			if got := testutil.ToFloat64(e.metrics.DNSQueries.WithLabelValues(dns.RcodeToString[tc.want])); got < 4 {
+				t.Errorf("%s answers counted %v", dns.RcodeToString[tc.want], got)
+			}
+		})
+	}
+}
+
+func TestInvalidAndExplicitDeny(t *testing.T) {
+	pol, err := policy.Compile(policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers"},
+		Deny: []string{"x.his.arc.azure.com"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startFilter(t, Options{Policy: pol, Mode: ModeLearn})
+	for _, c := range []struct {
+		name   string
+		reason string
+	}{
+		{nameA, "explicit-deny"},
+		{"bad_name.his.arc.azure.com.", "invalid-host"},
+	} {
+		r := ask(t, e.f.Addr(), "udp", question(c.name, dns.TypeA, true))
+		// Learn mode still refuses explicit-deny and invalid names.
+		if r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s: rcode %s", c.name, dns.RcodeToString[r.Rcode])
+		}
+		if x := ede(r); x == nil || !strings.Contains(x.ExtraText, c.reason) {
+			t.Errorf("%s: EDE %v, want reason %s", c.name, x, c.reason)
+		}
+	}
+}
+
+func TestANYRefused(t *testing.T) {
+	e := startFilter(t, Options{})
+	for _, netw := range []string{"udp", "tcp"} {
+		r := ask(t, e.f.Addr(), netw, question(nameA, dns.TypeANY, true))
+		if r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
+			t.Errorf("%s: ANY got %s %v", netw, dns.RcodeToString[r.Rcode], r.Answer)
+		}
+	}
+	if n := e.stub.total(nameA, dns.TypeANY); n != 0 {
+		t.Errorf("ANY forwarded %d times", n)
+	}
+}
+
+func TestQuestionCount(t *testing.T) {
+	e := startFilter(t, Options{})
+	for _, qs := range [][]dns.Question{
+		{},
+		{{Name: nameA, Qtype: dns.TypeA, Qclass: dns.ClassINET}, {Name: nameTXT, Qtype: dns.TypeTXT, Qclass: dns.ClassINET}},
+	} {
+		for _, netw := range []string{"udp", "tcp"} {
+			m := new(dns.Msg)
+			m.Id = dns.Id()
+			m.RecursionDesired = true
+			m.Question = qs
+			c := &dns.Client{Net: netw, Timeout: 5 * time.Second}
+			r, _, err := c.Exchange(m, e.f.Addr())
+			if err != nil {
+				t.Fatalf("%d questions over %s: %v", len(qs), netw, err)
+			}
+			if r.Rcode != dns.RcodeFormatError || r.Id != m.Id || len(r.Answer) != 0 {
+				t.Errorf("%d questions over %s: %s", len(qs), netw, r)
+			}
+		}
+	}
+}
+
+// TestGarbageNoReply sends, over one TCP connection (served in order),
+// messages that do not parse and then a sentinel query: the first answer
+// read must be the sentinel's.
+func TestGarbageNoReply(t *testing.T) {
+	e := startFilter(t, Options{})
+	valid := question(nameDenied, dns.TypeA, false)
+	valid.Id = 7
+	vw, _ := valid.Pack()
+	garbage := [][]byte{
+		{0x12},
+		[]byte("hello, world"),
+		append(append([]byte{}, vw[:12]...), 0xC0, 0x0C, 0, 1, 0, 1),             // pointer to itself
+		append([]byte{}, vw[:len(vw)-2]...),                                      // cut question
+		func() []byte { b := append([]byte{}, vw...); b[2] |= 0x80; return b }(), // a response
+	}
+	conn, err := net.DialTimeout("tcp", e.f.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	sentinel := question("sentinel.example.", dns.TypeA, false)
+	sentinel.Id = 0xBEEF
+	sw, _ := sentinel.Pack()
+	for _, g := range append(garbage, sw) {
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(g)))
+		if _, err := conn.Write(append(l[:], g...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(conn, l[:]); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(conn, b); err != nil {
+		t.Fatal(err)
+	}
+	var r dns.Msg
+	if err := r.Unpack(b); err != nil || r.Id != 0xBEEF {
+		t.Fatalf("first answer is not the sentinel's: id %d err %v", r.Id, err)
+	}
+}
+
+func TestCNAMETargetAnswerableForTTL(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 0})
+	addr := e.f.Addr()
+	// Before any allowed answer named it, the target is refused.
+	if r := ask(t, addr, "udp", question(nameTM, dns.TypeA, true)); r.Rcode != dns.RcodeNameError || ede(r) == nil {
+		t.Fatalf("unlisted target before the chain: %s", dns.RcodeToString[r.Rcode])
+	}
+	r := ask(t, addr, "udp", question(nameChain, dns.TypeA, true))
+	if len(r.Answer) != 3 {
+		t.Fatalf("chain %v", r.Answer)
+	}
+	for _, n := range []string{nameTM, nameEdge} {
+		r := ask(t, addr, "udp", question(n, dns.TypeA, true))
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+			t.Errorf("%s within TTL: %s %v", n, dns.RcodeToString[r.Rcode], r.Answer)
+		}
+	}
+	e.clock.Advance((chainTTL + 1) * time.Second)
+	for _, n := range []string{nameTM, nameEdge} {
+		r := ask(t, addr, "udp", question(n, dns.TypeA, true))
+		if r.Rcode != dns.RcodeNameError || ede(r) == nil {
+			t.Errorf("%s after TTL: %s, want refused", n, dns.RcodeToString[r.Rcode])
+		}
+	}
+}
+
+func TestCNAMETargetsBounded(t *testing.T) {
+	s := newTTLSet[string](3)
+	for i, k := range []string{"a", "b", "c", "d"} {
+		s.add(k, int64(100+i))
+	}
+	if s.has("a", 0) || !s.has("b", 0) || !s.has("d", 0) || s.len() != 3 {
+		t.Errorf("oldest not evicted first: a=%v b=%v d=%v len=%d", s.has("a", 0), s.has("b", 0), s.has("d", 0), s.len())
+	}
+	if s.has("d", 103) {
+		t.Error("expired key still answered")
+	}
+	// Refreshing b moves it to the back: c goes before b.
+	s.add("b", 200)
+	s.add("e", 104)
+	if !s.has("b", 0) || s.has("c", 0) {
+		t.Errorf("refresh: b=%v c=%v", s.has("b", 0), s.has("c", 0))
+	}
+}
+
+func TestFailover(t *testing.T) {
+	st := startStub(t)
+	e := startFilter(t, Options{Upstreams: []string{blackhole(t), st.addr}, Timeout: 200 * time.Millisecond})
+	r := ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("failover answer: %s %v", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+	if st.total(nameA, dns.TypeA) != 1 {
+		t.Errorf("second upstream saw %d queries", st.total(nameA, dns.TypeA))
+	}
+	// SERVFAIL from the first upstream also moves on.
+	st2 := startStub(t)
+	e2 := startFilter(t, Options{Upstreams: []string{st.addr, st2.addr}})
+	r = ask(t, e2.f.Addr(), "udp", question(nameServfail, dns.TypeA, true))
+	if r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("SERVFAIL from both: %s", dns.RcodeToString[r.Rcode])
+	}
+	if st.total(nameServfail, dns.TypeA) != 1 || st2.total(nameServfail, dns.TypeA) != 1 {
+		t.Errorf("SERVFAIL not failed over: %d %d", st.total(nameServfail, dns.TypeA), st2.total(nameServfail, dns.TypeA))
+	}
+}
+
+func TestAllUpstreamsFailServfail(t *testing.T) {
+	st := startStub(t)
+	e := startFilter(t, Options{Upstreams: []string{blackhole(t), blackhole(t)},
+		Timeout: 100 * time.Millisecond, QueryTimeout: time.Second, Attempts: 3})
+	for _, netw := range []string{"udp", "tcp"} {
+		r := ask(t, e.f.Addr(), netw, question(nameA, dns.TypeA, true))
+		if r.Rcode != dns.RcodeServerFailure || len(r.Question) != 1 {
+			t.Errorf("%s: %s, want SERVFAIL", netw, dns.RcodeToString[r.Rcode])
+		}
+	}
+	// A slow upstream (3 s) is cut off by the per-attempt timeout.
+	e2 := startFilter(t, Options{Upstreams: []string{st.addr}, Timeout: 100 * time.Millisecond, QueryTimeout: time.Second})
+	r := ask(t, e2.f.Addr(), "udp", question(nameSlow, dns.TypeA, true))
+	if r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("slow upstream: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if n := st.total(nameSlow, dns.TypeA); n > 2 {
+		t.Errorf("retries not bounded: %d attempts", n)
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	// Without EDNS the client accepts 512 bytes: TC, no full answer.
+	r := ask(t, e.f.Addr(), "udp", question(nameBig, dns.TypeA, false))
+	if !r.Truncated || len(r.Answer) >= bigCount {
+		t.Fatalf("udp: TC=%v with %d records", r.Truncated, len(r.Answer))
+	}
+	if e.stub.count(nameBig, dns.TypeA, "tcp") != 1 {
+		t.Errorf("upstream TC answer not retried over TCP (tcp queries %d)", e.stub.count(nameBig, dns.TypeA, "tcp"))
+	}
+	r = ask(t, e.f.Addr(), "tcp", question(nameBig, dns.TypeA, false))
+	if r.Truncated || len(r.Answer) != bigCount {
+		t.Errorf("tcp: TC=%v with %d records, want %d", r.Truncated, len(r.Answer), bigCount)
+	}
+	// With EDNS 1232 still too big over UDP.
+	r = ask(t, e.f.Addr(), "udp", question(nameBig, dns.TypeA, true))
+	if !r.Truncated {
+		t.Errorf("udp edns: TC=%v with %d records", r.Truncated, len(r.Answer))
+	}
+}
+
+func TestEDNSAndDNSSECPassThrough(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	q := question(nameA, dns.TypeA, false)
+	q.SetEdns0(4096, true)
+	for i := 0; i < 2; i++ { // forwarded, then from the cache
+		r := ask(t, e.f.Addr(), "udp", q)
+		if !e.stub.lastDO.Load() {
+			t.Error("DO bit not forwarded")
+		}
+		o := r.IsEdns0()
+		if o == nil || !o.Do() || o.UDPSize() != maxUDPSize {
+			t.Errorf("OPT %v: want DO and size %d", o, maxUDPSize)
+		}
+		var sig *dns.RRSIG
+		for _, a := range r.Answer {
+			if s, ok := a.(*dns.RRSIG); ok {
+				sig = s
+			}
+		}
+		if sig == nil || sig.Signature != "c2lnbmF0dXJl" || sig.KeyTag != 12345 {
+			t.Errorf("RRSIG not passed untouched: %v", r.Answer)
+		}
+	}
+	if n := e.stub.total(nameA, dns.TypeA); n != 1 {
+		t.Errorf("upstream queries %d, want 1", n)
+	}
+	// A query without DO is a different cache entry and gets no RRSIG.
+	r := ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
+	for _, a := range r.Answer {
+		if _, ok := a.(*dns.RRSIG); ok {
+			t.Error("RRSIG served to a client without DO")
+		}
+	}
+}
+
+func TestCache(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	addr := e.f.Addr()
+	r1 := ask(t, addr, "udp", question(nameA, dns.TypeA, true))
+	e.clock.Advance(20 * time.Second)
+	q := question("X.HIS.arc.azure.com.", dns.TypeA, true)
+	q.Id = 999
+	r2 := ask(t, addr, "udp", q)
+	if n := e.stub.total(nameA, dns.TypeA); n != 1 {
+		t.Fatalf("repeat reached the upstream: %d queries", n)
+	}
+	if r2.Question[0].Name != "X.HIS.arc.azure.com." {
+		t.Errorf("cached answer question %q", r2.Question[0].Name)
+	}
+	if r1.Answer[0].Header().Ttl != 60 || r2.Answer[0].Header().Ttl != 40 {
+		t.Errorf("TTLs %d then %d, want 60 then 40", r1.Answer[0].Header().Ttl, r2.Answer[0].Header().Ttl)
+	}
+	// Negative answers are cached for the SOA minimum (5 s), RFC 2308.
+	ask(t, addr, "udp", question(nameNX, dns.TypeA, true))
+	ask(t, addr, "udp", question(nameNX, dns.TypeA, true))
+	if n := e.stub.total(nameNX, dns.TypeA); n != 1 {
+		t.Errorf("negative answer not cached: %d queries", n)
+	}
+	e.clock.Advance(41 * time.Second) // past the 60 s TTL
+	ask(t, addr, "udp", question(nameA, dns.TypeA, true))
+	ask(t, addr, "udp", question(nameNX, dns.TypeA, true))
+	if n := e.stub.total(nameA, dns.TypeA); n != 2 {
+		t.Errorf("expired answer served from cache: %d queries", n)
+	}
+	if n := e.stub.total(nameNX, dns.TypeA); n != 2 {
+		t.Errorf("expired negative answer served from cache: %d queries", n)
+	}
+	// SERVFAIL is not cached.
+	ask(t, addr, "udp", question(nameServfail, dns.TypeA, true))
+	ask(t, addr, "udp", question(nameServfail, dns.TypeA, true))
+	if n := e.stub.total(nameServfail, dns.TypeA); n < 2 {
+		t.Errorf("SERVFAIL cached")
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	c := newAnswerCache(2)
+	for i, n := range []string{"a", "b", "c"} {
+		c.put(cacheKey{name: n}, &wireAnswer{exp: int64(100 + i)})
+	}
+	if c.get(cacheKey{name: "a"}, 0) != nil || c.get(cacheKey{name: "c"}, 0) == nil || c.len() != 2 {
+		t.Errorf("oldest not evicted: len %d", c.len())
+	}
+	if c.get(cacheKey{name: "c"}, 102) != nil {
+		t.Error("expired entry served")
+	}
+}
+
+func TestCacheOff(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 0})
+	ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
+	ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
+	if n := e.stub.total(nameA, dns.TypeA); n != 2 {
+		t.Errorf("cache_size 0 still cached: %d queries", n)
+	}
+}
+
+func TestLearnedAddresses(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	a4 := netip.MustParseAddr("203.0.113.10")
+	a6 := netip.MustParseAddr("2001:db8::10")
+	if e.f.Learned(a4) {
+		t.Fatal("learned before any answer")
+	}
+	ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
+	ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeAAAA, true))
+	if !e.f.Learned(a4) || !e.f.Learned(a6) || !e.f.Learned(netip.MustParseAddr("::ffff:203.0.113.10")) {
+		t.Errorf("not learned: %v %v", e.f.Learned(a4), e.f.Learned(a6))
+	}
+	// Addresses of refused or learn-mode names are not learned.
+	if e.f.Learned(netip.MustParseAddr("203.0.113.99")) {
+		t.Error("denied name's address learned")
+	}
+	e.clock.Advance(61 * time.Second)
+	if e.f.Learned(a4) || e.f.Learned(a6) {
+		t.Error("learned address outlived its TTL")
+	}
+}
+
+func TestLearnMode(t *testing.T) {
+	e := startFilter(t, Options{Mode: ModeLearn})
+	r := ask(t, e.f.Addr(), "udp", question(nameDenied, dns.TypeA, true))
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Fatalf("learn mode: %s %v", dns.RcodeToString[r.Rcode], r.Answer)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"msg":"would deny"`) || !strings.Contains(logs, `"mode":"learn"`) {
+		t.Errorf("no would-deny line:\n%s", logs)
+	}
+	if e.f.Learned(netip.MustParseAddr("203.0.113.99")) {
+		t.Error("would-deny answer's address learned")
+	}
+	// Back to enforce on reload.
+	if err := e.f.SetMode(ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	r = ask(t, e.f.Addr(), "udp", question(nameDenied, dns.TypeA, true))
+	if r.Rcode != dns.RcodeNameError {
+		t.Errorf("after SetMode(enforce): %s", dns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestSetPolicy(t *testing.T) {
+	e := startFilter(t, Options{})
+	if r := ask(t, e.f.Addr(), "udp", question(nameDenied, dns.TypeA, true)); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("before: %s", dns.RcodeToString[r.Rcode])
+	}
+	p, err := policy.Compile(policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers"},
+		Allow: []string{"example.com"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.f.SetPolicy(p)
+	if r := ask(t, e.f.Addr(), "udp", question(nameDenied, dns.TypeA, true)); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("after SetPolicy: %s", dns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestOptionsErrors(t *testing.T) {
+	p := serversPolicy(t)
+	for _, c := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"no policy", Options{Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:53"}}, "Policy"},
+		{"no listen", Options{Policy: p, Upstreams: []string{"127.0.0.1:53"}}, "dns.listen"},
+		{"bad rcode", Options{Policy: p, Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:53"}, DenyRcode: "servfail"}, "dns.deny_rcode"},
+		{"bad mode", Options{Policy: p, Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:53"}, Mode: "audit"}, "mode"},
+		{"bad upstream", Options{Policy: p, Listen: "127.0.0.1:0", Upstreams: []string{"dns.example:53"}}, "dns.upstream"},
+		{"negative cache", Options{Policy: p, Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:53"}, CacheSize: -1}, "dns.cache_size"},
+		{"no resolv.conf", Options{Policy: p, Listen: "127.0.0.1:0", ResolvConf: "testdata/missing.conf"}, "dns.upstream is empty"},
+		{"bad listen", Options{Policy: p, Listen: "127.0.0.1", Upstreams: []string{"127.0.0.1:53"}}, "dns.listen"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := New(c.opts)
+			if err == nil {
+				f.Shutdown(t.Context())
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not name %s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestResolvConfUpstreams(t *testing.T) {
+	ups, err := parseUpstreams(nil, "testdata/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(upstreamAddrs(ups), ","); got != "127.0.0.53:53,[::1]:53" {
+		t.Errorf("resolv.conf upstreams %s", got)
+	}
+	ups, err = parseUpstreams([]string{"127.0.0.1", "[::1]:5353", " "}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(upstreamAddrs(ups), ","); got != "127.0.0.1:53,[::1]:5353" {
+		t.Errorf("upstreams %s", got)
+	}
+}
+
+func TestShutdownWithoutRun(t *testing.T) {
+	f, err := New(Options{Policy: serversPolicy(t), Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:53"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Run(t.Context()); err == nil {
+		t.Error("Run after Shutdown did not fail")
+	}
+}

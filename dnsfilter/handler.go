@@ -1,0 +1,403 @@
+package dnsfilter
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"github.com/miekg/dns"
+
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/policy"
+)
+
+// newEDEs builds the Extended DNS Errors (RFC 8914) attached to refusals:
+// code 15 "Blocked" per reason, and code 21 "Not Supported" for ANY. They are
+// built once per Filter; answers share them read-only.
+func newEDEs() (blocked map[policy.Reason]*dns.EDNS0_EDE, unsupported *dns.EDNS0_EDE) {
+	blocked = make(map[policy.Reason]*dns.EDNS0_EDE)
+	for _, r := range policy.Reasons() {
+		blocked[r] = newBlockedEDE(r)
+	}
+	unsupported = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNotSupported,
+		ExtraText: "refused by arcfence: ANY, zone transfers and non-IN classes are not answered"}
+	return blocked, unsupported
+}
+
+func newBlockedEDE(r policy.Reason) *dns.EDNS0_EDE {
+	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: "blocked by arcfence: " + r.String()}
+}
+
+func (f *Filter) blockedEDE(r policy.Reason) *dns.EDNS0_EDE {
+	if e, ok := f.edeBlocked[r]; ok {
+		return e
+	}
+	return newBlockedEDE(r)
+}
+
+// query is what the handler knows about one request.
+type query struct {
+	w      dns.ResponseWriter
+	r      *dns.Msg
+	opt    *dns.OPT // the client's OPT record, nil without EDNS
+	tcp    bool
+	maxLen int // largest answer the client accepts over this transport
+}
+
+// ServeDNS answers one query. It implements dns.Handler; every answer is
+// written with ResponseWriter.Write. Safe for concurrent use.
+func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	q := query{w: w, r: r, maxLen: dns.MaxMsgSize}
+	if _, ok := w.LocalAddr().(*net.TCPAddr); ok {
+		q.tcp = true
+	}
+	q.opt = r.IsEdns0()
+	if !q.tcp {
+		q.maxLen = dns.MinMsgSize
+		if q.opt != nil {
+			q.maxLen = min(max(int(q.opt.UDPSize()), dns.MinMsgSize), maxUDPSize)
+		}
+	}
+	if r.Response {
+		return
+	}
+	if r.Opcode != dns.OpcodeQuery {
+		f.writeHeaderOnly(&q, dns.RcodeNotImplemented)
+		return
+	}
+	if len(r.Question) != 1 {
+		f.writeHeaderOnly(&q, dns.RcodeFormatError)
+		return
+	}
+	qs := r.Question[0]
+	switch {
+	case qs.Qtype == dns.TypeANY, qs.Qtype == dns.TypeAXFR, qs.Qtype == dns.TypeIXFR,
+		qs.Qclass != dns.ClassINET:
+		f.writeRefusal(&q, dns.RcodeRefused, f.edeUnsupported)
+		return
+	}
+
+	st := f.set.Load()
+	now := f.now().UnixNano()
+	d := st.pol.DecideName(qs.Name)
+	viaCNAME := false
+	if !d.Allowed() && d.Reason == policy.NotInAllowlist && f.cnames.has(d.Host, now) {
+		viaCNAME = true
+	}
+	f.countDecision(d, viaCNAME)
+	allowed := d.Allowed() || viaCNAME
+	if !allowed {
+		proceed := st.learn && d.Reason.Learnable()
+		f.audit.Refused(audit.Event{
+			Component: audit.ComponentDNS,
+			Client:    clientIP(w.RemoteAddr()),
+			Host:      d.Host,
+			QType:     typeName(qs.Qtype),
+			Reason:    d.Reason,
+			Mode:      modeName(st.learn),
+			Proceeded: proceed,
+		})
+		if !proceed {
+			f.writeRefusal(&q, st.denyRcode, f.blockedEDE(d.Reason))
+			return
+		}
+	}
+
+	key := cacheKey{name: d.Host, qtype: qs.Qtype, qclass: qs.Qclass, flags: q.flagsKey()}
+	if f.cache != nil {
+		if e := f.cache.get(key, now); e != nil {
+			f.writeWire(&q, e, now)
+			return
+		}
+	}
+
+	up := &dns.Msg{}
+	up.Opcode = dns.OpcodeQuery
+	up.RecursionDesired = r.RecursionDesired
+	up.CheckingDisabled = r.CheckingDisabled
+	up.AuthenticatedData = r.AuthenticatedData
+	up.Question = []dns.Question{qs}
+	up.SetEdns0(maxUDPSize, q.opt != nil && q.opt.Do())
+	resp, err := f.forward(up, q.tcp)
+	if err != nil {
+		f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
+		return
+	}
+	if allowed {
+		f.learn(resp, now)
+	}
+	e := f.toWire(&q, resp, key.name, now)
+	if e == nil {
+		f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
+		return
+	}
+	f.writeWire(&q, e, now)
+}
+
+// learn records the addresses and CNAME targets of an allowed answer.
+func (f *Filter) learn(m *dns.Msg, now int64) {
+	for _, rr := range m.Answer {
+		h := rr.Header()
+		exp := now + int64(h.Ttl)*1e9
+		switch v := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(v.A); ok && h.Ttl > 0 {
+				f.learned.add(a.Unmap(), exp)
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(v.AAAA); ok && h.Ttl > 0 {
+				f.learned.add(a.Unmap(), exp)
+			}
+		case *dns.CNAME:
+			if t, ok := policy.NormalizeHost(v.Target); ok && h.Ttl > 0 {
+				f.cnames.add(t, exp)
+			}
+		}
+	}
+}
+
+// toWire turns an upstream answer into the cached wire form (lower-case
+// question, ID 0, RD clear; OPT per the client's EDNS), caching it when
+// cacheable. nil when it cannot be packed.
+func (f *Filter) toWire(q *query, resp *dns.Msg, name string, now int64) *wireAnswer {
+	qs := q.r.Question[0]
+	qs.Name = dns.Fqdn(name)
+	resp.Id = 0
+	resp.Response = true
+	resp.Opcode = dns.OpcodeQuery
+	resp.RecursionDesired = false
+	resp.Question = []dns.Question{qs}
+	resp.Compress = true
+	// EDNS: the client's OPT gets ours (size, DO mirrored, the upstream's
+	// extended rcode and options but hop-by-hop ones); no OPT for clients
+	// that sent none (RFC 6891 section 7).
+	var upOpt *dns.OPT
+	extra := resp.Extra[:0]
+	for _, rr := range resp.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			upOpt = o
+			continue
+		}
+		extra = append(extra, rr)
+	}
+	resp.Extra = extra
+	if q.opt != nil {
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(maxUDPSize)
+		o.SetDo(q.opt.Do())
+		if upOpt != nil {
+			for _, opt := range upOpt.Option {
+				switch opt.Option() {
+				case dns.EDNS0COOKIE, dns.EDNS0PADDING, dns.EDNS0TCPKEEPALIVE:
+				default:
+					o.Option = append(o.Option, opt)
+				}
+			}
+		}
+		resp.Extra = append(resp.Extra, o)
+	} else if resp.Rcode > 0xF {
+		resp.Rcode = dns.RcodeServerFailure
+	}
+	wire, err := resp.Pack()
+	if err != nil {
+		return nil
+	}
+	e := &wireAnswer{wire: wire, stored: now}
+	ttl := cacheTTL(resp)
+	if f.cache != nil && ttl > 0 {
+		offs, ttls, ok := ttlOffsets(wire)
+		if ok {
+			e.ttlOff, e.ttl = offs, ttls
+			e.exp = now + int64(ttl)*1e9
+			f.cache.put(cacheKey{name: name, qtype: qs.Qtype, qclass: qs.Qclass, flags: q.flagsKey()}, e)
+		}
+	}
+	return e
+}
+
+func (q *query) flagsKey() uint8 {
+	var fl uint8
+	if q.opt != nil {
+		fl |= keyEDNS
+		if q.opt.Do() {
+			fl |= keyDO
+		}
+	}
+	if q.r.CheckingDisabled {
+		fl |= keyCD
+	}
+	return fl
+}
+
+// writeWire sends a wire answer patched for this client: its ID, its RD
+// bit, its spelling of the name, TTLs aged since the answer was stored. An
+// answer too large for the client's UDP size is truncated (TC set) so the
+// client retries over TCP.
+func (f *Filter) writeWire(q *query, e *wireAnswer, now int64) {
+	bp := f.bufs.Get().(*[]byte)
+	defer f.bufs.Put(bp)
+	b := append((*bp)[:0], e.wire...)
+	binary.BigEndian.PutUint16(b, q.r.Id)
+	if q.r.RecursionDesired {
+		b[2] |= 0x01
+	}
+	if !setQName(b, q.r.Question[0].Name) {
+		b = append(b[:0], e.wire...)
+		binary.BigEndian.PutUint16(b, q.r.Id)
+		if q.r.RecursionDesired {
+			b[2] |= 0x01
+		}
+	}
+	if len(e.ttlOff) > 0 {
+		age := uint32(max(0, (now-e.stored)/1e9))
+		for i, off := range e.ttlOff {
+			t := e.ttl[i]
+			if t > age {
+				t -= age
+			} else {
+				t = 0
+			}
+			binary.BigEndian.PutUint32(b[off:], t)
+		}
+	}
+	if cap(b) <= 1<<16 {
+		*bp = b[:0]
+	}
+	if len(b) > q.maxLen {
+		f.writeTruncated(q, b)
+		return
+	}
+	rc := int(b[3] & 0xF)
+	if _, err := q.w.Write(b); err == nil {
+		f.countRcode(rc)
+	}
+}
+
+// writeTruncated sends b cut down to the client's size with TC set.
+func (f *Filter) writeTruncated(q *query, b []byte) {
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		f.writeHeaderOnlyQ(q, dns.RcodeServerFailure)
+		return
+	}
+	m.Truncate(q.maxLen)
+	m.Truncated = true
+	out, err := m.Pack()
+	if err != nil {
+		return
+	}
+	if _, err := q.w.Write(out); err == nil {
+		f.countRcode(m.Rcode)
+	}
+}
+
+// writeRefusal answers with rcode, the question, and, for EDNS clients, an
+// OPT record carrying ede.
+func (f *Filter) writeRefusal(q *query, rcode int, ede *dns.EDNS0_EDE) {
+	m := dns.Msg{}
+	m.Id = q.r.Id
+	m.Response = true
+	m.Opcode = q.r.Opcode
+	m.RecursionDesired = q.r.RecursionDesired
+	m.RecursionAvailable = true
+	m.CheckingDisabled = q.r.CheckingDisabled
+	m.Rcode = rcode
+	m.Question = q.r.Question
+	var opt dns.OPT
+	var extra [1]dns.RR
+	if q.opt != nil {
+		opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
+		opt.SetUDPSize(maxUDPSize)
+		opt.SetDo(q.opt.Do())
+		var opts [1]dns.EDNS0
+		opts[0] = ede
+		opt.Option = opts[:]
+		extra[0] = &opt
+		m.Extra = extra[:]
+	}
+	f.pack(q, &m)
+}
+
+// writeHeaderOnly answers with the header alone (FORMERR, NOTIMP): never
+// more bytes than the query had.
+func (f *Filter) writeHeaderOnly(q *query, rcode int) {
+	m := dns.Msg{}
+	m.Id = q.r.Id
+	m.Response = true
+	m.Opcode = q.r.Opcode
+	m.RecursionDesired = q.r.RecursionDesired
+	m.Rcode = rcode & 0xF
+	f.pack(q, &m)
+}
+
+// writeHeaderOnlyQ answers with the header and the question (SERVFAIL).
+func (f *Filter) writeHeaderOnlyQ(q *query, rcode int) {
+	m := dns.Msg{}
+	m.Id = q.r.Id
+	m.Response = true
+	m.Opcode = q.r.Opcode
+	m.RecursionDesired = q.r.RecursionDesired
+	m.RecursionAvailable = true
+	m.Rcode = rcode
+	m.Question = q.r.Question
+	f.pack(q, &m)
+}
+
+func (f *Filter) pack(q *query, m *dns.Msg) {
+	bp := f.bufs.Get().(*[]byte)
+	defer f.bufs.Put(bp)
+	out, err := m.PackBuffer((*bp)[:cap(*bp)])
+	if err != nil {
+		return
+	}
+	if len(out) > q.maxLen {
+		m.Truncate(q.maxLen)
+		if out, err = m.PackBuffer((*bp)[:cap(*bp)]); err != nil {
+			return
+		}
+	}
+	if _, err := q.w.Write(out); err == nil {
+		f.countRcode(m.Rcode)
+	}
+}
+
+func (f *Filter) countDecision(d policy.Decision, viaCNAME bool) {
+	if f.metrics == nil {
+		return
+	}
+	if viaCNAME {
+		f.metrics.Decisions.WithLabelValues("allow", "", "", audit.ComponentDNS).Inc()
+		return
+	}
+	f.metrics.Decisions.WithLabelValues(d.Verdict.String(), d.Reason.String(), d.Offering, audit.ComponentDNS).Inc()
+}
+
+func modeName(learn bool) string {
+	if learn {
+		return ModeLearn
+	}
+	return ModeEnforce
+}
+
+func typeName(t uint16) string {
+	if s, ok := dns.TypeToString[t]; ok {
+		return s
+	}
+	return dns.Type(t).String()
+}
+
+func clientIP(a net.Addr) string {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		return v.IP.String()
+	case *net.TCPAddr:
+		return v.IP.String()
+	case nil:
+		return ""
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
