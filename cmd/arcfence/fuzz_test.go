@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arcfence/arcfence/internal/config"
+)
+
+// FuzzLoadConfig feeds arbitrary YAML through the start-up path (viper
+// loader, validation, policy compile): it must return a config or an error,
+// never panic. The example configs and the error fixtures are the seeds.
+func FuzzLoadConfig(f *testing.F) {
+	seeds, _ := filepath.Glob("../../configs/*.yaml")
+	fixtures, _ := filepath.Glob("testdata/config/*.yaml")
+	for _, s := range append(seeds, fixtures...) {
+		if b, err := os.ReadFile(s); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("allow: ['*.', '[::1]:0', 'a..b', '<region>.x.com', '1.2.3.4/x']\n"))
+	f.Add([]byte("limits: {max_header_bytes: -1, dial_timeout: -5s}\nregions: [' East US 2 ']\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "fuzz.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Skip()
+		}
+		cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
+		addConfigFlags(cmd)
+		addServeFlags(cmd)
+		if err := cmd.ParseFlags([]string{"--config", path}); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := newLoader(cmd).Load()
+		if err != nil {
+			return
+		}
+		p, err := config.Compile(cfg)
+		if err != nil {
+			return
+		}
+		if len(p.Rules()) == 0 && len(cfg.Allow) == 0 && len(cfg.Offerings) > 0 {
+			t.Fatalf("compiled with offerings %v but no rules", cfg.Offerings)
+		}
+	})
+}
