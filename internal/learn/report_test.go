@@ -1,0 +1,295 @@
+package learn
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/policy"
+)
+
+func collect(t *testing.T, files ...string) *Collector {
+	t.Helper()
+	c := NewCollector()
+	for _, f := range files {
+		fh, err := os.Open(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.ReadLog(fh, f)
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// recordedTotal is the number of refusals behind each recorded log.
+func recordedTotal() int64 {
+	var n int64
+	for _, r := range recorded {
+		n += int64(r.n)
+	}
+	return n + 1 // the hand-written noport line is bad; none other
+}
+
+func TestReadRecordedLogs(t *testing.T) {
+	for _, f := range []string{"servers-enforce.log", "servers-learn.log"} {
+		t.Run(f, func(t *testing.T) {
+			c := collect(t, f)
+			st := c.Stats
+			if st.Bad != 3 || len(st.BadSamples) != 3 {
+				t.Errorf("bad lines %d: %v", st.Bad, st.BadSamples)
+			}
+			if st.Other != 2 {
+				t.Errorf("other lines %d", st.Other)
+			}
+			if st.Refusals != recordedTotal()-1 {
+				t.Errorf("refusals %d, want %d", st.Refusals, recordedTotal()-1)
+			}
+			want := map[string]int64{}
+			for _, r := range recorded {
+				want[policy.FormatHostPort(r.ev.Host, r.ev.Port)] += int64(r.n)
+			}
+			got := map[string]int64{}
+			for _, g := range c.Groups() {
+				got[policy.FormatHostPort(g.Host, g.Port)] += g.Count
+			}
+			for k, n := range want {
+				if got[k] != n {
+					t.Errorf("%s: %d refusals, want %d", k, got[k], n)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("%d destinations, want %d", len(got), len(want))
+			}
+			g := c.Groups()[0]
+			if g.Host != "eastus2.dp.kubernetesconfiguration.azure.com" || g.Count != 503 || len(g.Clients) != 2 {
+				t.Errorf("top group %+v", g)
+			}
+			if strings.Contains(f, "learn") && g.WouldDeny != 503 {
+				t.Errorf("would deny %d", g.WouldDeny)
+			}
+		})
+	}
+}
+
+func serversConfig() config.Config {
+	cfg := config.Default() // offerings [servers], regions [eastus2]
+	return cfg
+}
+
+// applyYAML replaces the config keys the report's YAML names, as an
+// operator pasting it does.
+func applyYAML(t *testing.T, cfg config.Config, doc []byte) config.Config {
+	t.Helper()
+	var add struct {
+		Offerings []string `yaml:"offerings"`
+		Features  []string `yaml:"features"`
+		Regions   []string `yaml:"regions"`
+		Allow     []string `yaml:"allow"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&add); err != nil {
+		t.Fatalf("report YAML does not parse: %v\n%s", err, doc)
+	}
+	cfg.Offerings, cfg.Features, cfg.Regions, cfg.Allow = add.Offerings, add.Features, add.Regions, add.Allow
+	return cfg
+}
+
+func groupDest(g Group) policy.Dest {
+	return policy.Dest{Host: g.Host, Port: g.Port, Path: g.Path, Plain: g.Path != ""}
+}
+
+// TestReportAdmitsRecorded: the suggested YAML, applied to the servers
+// config, admits every destination the allowlist lacked (checked through
+// Decide), and names nothing for destinations already allowed or refused
+// by a guard or the deny list.
+func TestReportAdmitsRecorded(t *testing.T) {
+	for _, f := range []string{"servers-enforce.log", "servers-learn.log"} {
+		t.Run(f, func(t *testing.T) {
+			cfg := serversConfig()
+			c := collect(t, f)
+			rep, err := Analyze(cfg, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var y bytes.Buffer
+			if err := rep.WriteYAML(&y); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("YAML:\n%s", y.String())
+			next := applyYAML(t, cfg, y.Bytes())
+			p, err := config.Compile(&next)
+			if err != nil {
+				t.Fatalf("suggested config: %v", err)
+			}
+			byName := map[string]Item{}
+			for _, it := range rep.Items {
+				byName[destName(it.Group)] = it
+			}
+			for _, it := range rep.Items {
+				var fixable bool
+				for r := range it.Reasons {
+					fixable = fixable || actionable(r)
+				}
+				var d policy.Decision
+				if it.Port == 0 {
+					d = p.DecideName(it.Host)
+				} else {
+					d = p.Decide(groupDest(it.Group))
+				}
+				if fixable && !d.Allowed() {
+					t.Errorf("%s still refused (%s) under the suggested config", destName(it.Group), d.Reason)
+				}
+			}
+			// What each destination needed.
+			for name, want := range map[string]Item{
+				"eastus2.dp.kubernetesconfiguration.azure.com:443":    {Action: ActionCatalog, Offering: "kubernetes", Section: "Azure Arc-enabled Kubernetes endpoints"},
+				"eastus2.dp.kubernetesconfiguration.azure.com (dns)":  {Action: ActionCatalog, Offering: "kubernetes"},
+				"eastus2.obo.arc.azure.com:8084":                      {Action: ActionCatalog, Offering: "kubernetes", Feature: "cluster-connect"},
+				"arcdataservicesrow1.azurecr.io:443":                  {Action: ActionCatalog, Offering: "data-services", Section: "Azure Arc-enabled data services"},
+				"abc.ods.opinsights.azure.com:443":                    {Action: ActionCatalog, Offering: "data-services"},
+				"telemetry.westeurope.arcdataservices.com:443":        {Action: ActionCatalog, Offering: "sql-server", Region: "westeurope"},
+				"westeurope.dp.kubernetesconfiguration.azure.com:443": {Action: ActionCatalog, Offering: "kubernetes", Region: "westeurope"},
+				"api.github.com:443":                                  {Action: ActionAllow, Allow: "api.github.com"},
+				"downloads.example.net:8443":                          {Action: ActionAllow, Allow: "downloads.example.net:8443"},
+				"203.0.113.5:443":                                     {Action: ActionAllow, Allow: "203.0.113.5"},
+				"files.example.net:80/pub/tools/agent.tar.gz":         {Action: ActionAllow, Allow: "files.example.net:80/pub/tools"},
+				"gbl.his.arc.azure.com:8443":                          {Action: ActionAllow, Allow: "gbl.his.arc.azure.com:8443"},
+				"unknown.example.org (dns)":                           {Action: ActionAllow, Allow: "unknown.example.org"},
+				"pas.windows.net:443":                                 {Action: ActionAllowed},
+				"internal.example.com:443":                            {Action: ActionGuard},
+				"login.microsoftonline.com:443":                       {Action: ActionGuard},
+				"bad_name.example:443":                                {Action: ActionGuard},
+				"login.windows.net:443":                               {Action: ActionClient},
+				"blocked.example.com:443":                             {Action: ActionDenyList},
+			} {
+				got, ok := byName[name]
+				if !ok {
+					t.Errorf("%s: not in the report", name)
+					continue
+				}
+				if got.Action != want.Action || got.Allow != want.Allow ||
+					(want.Action == ActionCatalog && (got.Feature != want.Feature || got.Region != want.Region)) ||
+					(want.Section != "" && got.Section != want.Section) {
+					t.Errorf("%s: %+v, want %+v", name, got, want)
+				}
+				// The offering: the one the row names, or one already added
+				// by a busier destination.
+				if want.Offering != "" && got.Offering != want.Offering && !slices.Contains(rep.Added.Offerings, want.Offering) {
+					t.Errorf("%s: offering %q, want %q", name, got.Offering, want.Offering)
+				}
+			}
+			// Nothing is suggested for what is allowed already, guarded or denied.
+			for _, host := range []string{"pas.windows.net", "internal.example.com", "login.microsoftonline.com",
+				"login.windows.net", "bad_name.example", "blocked.example.com"} {
+				if strings.Contains(y.String(), "- "+host) {
+					t.Errorf("YAML suggests %s:\n%s", host, y.String())
+				}
+			}
+			if want := []string{"kubernetes", "data-services", "sql-server"}; !sameSet(rep.Added.Offerings, want) {
+				t.Errorf("added offerings %v, want %v", rep.Added.Offerings, want)
+			}
+			if !sameSet(rep.Added.Features, []string{"cluster-connect"}) || !sameSet(rep.Added.Regions, []string{"westeurope"}) {
+				t.Errorf("added %+v", rep.Added)
+			}
+			if len(rep.Added.Allow) != 6 {
+				t.Errorf("added allow %v", rep.Added.Allow)
+			}
+
+			// A second pass with the pasted config has nothing to add.
+			rep2, err := Analyze(next, collect(t, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep2.Added.Empty() {
+				t.Errorf("second pass adds %+v", rep2.Added)
+			}
+			var y2 bytes.Buffer
+			if err := rep2.WriteYAML(&y2); err != nil || !strings.HasPrefix(y2.String(), "# arcfence learn report: nothing to add") {
+				t.Errorf("second pass YAML %q %v", y2.String(), err)
+			}
+
+			var txt bytes.Buffer
+			if err := rep.WriteText(&txt); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"3 lines could not be parsed", "add offering kubernetes",
+				`spec section "Azure Arc-enabled Kubernetes endpoints"`, `add allow entry "api.github.com"`,
+				"already allowed by", "region westeurope", "offerings: + kubernetes"} {
+				if !strings.Contains(txt.String(), want) {
+					t.Errorf("text lacks %q:\n%s", want, txt.String())
+				}
+			}
+			var js bytes.Buffer
+			if err := rep.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestReportKeepsCurrentValues(t *testing.T) {
+	cfg := serversConfig()
+	cfg.Allow = []string{"repo.example.com"}
+	cfg.Features = []string{"ssh"}
+	c := NewCollector()
+	c.Add(Refusal{Component: "proxy", Host: "dl.k8s.io", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
+	rep, err := Analyze(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y bytes.Buffer
+	if err := rep.WriteYAML(&y); err != nil {
+		t.Fatal(err)
+	}
+	next := applyYAML(t, cfg, y.Bytes())
+	if !slices.Equal(next.Allow, []string{"repo.example.com"}) || !slices.Equal(next.Features, []string{"ssh", "auto-upgrade"}) ||
+		!slices.Equal(next.Offerings, []string{"servers", "kubernetes"}) || !slices.Equal(next.Regions, []string{"eastus2"}) {
+		t.Fatalf("pasted config %+v\n%s", next, y.String())
+	}
+}
+
+func TestReportInvalidConfig(t *testing.T) {
+	cfg := serversConfig()
+	cfg.Offerings = []string{"bogus"}
+	if _, err := Analyze(cfg, NewCollector()); err == nil {
+		t.Fatal("no error for an invalid config")
+	}
+}
+
+func TestReportSteadyPhase(t *testing.T) {
+	cfg := serversConfig()
+	cfg.Phase = "steady"
+	c := NewCollector()
+	c.Add(Refusal{Component: "proxy", Host: "download.microsoft.com", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
+	rep, err := Analyze(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := rep.Items[0]
+	if it.Action != ActionAllow || it.Allow != "download.microsoft.com" || !strings.Contains(it.Note, "phase") {
+		t.Fatalf("%+v", it)
+	}
+}
