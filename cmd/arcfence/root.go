@@ -17,5 +17,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newConfigCmd())
 	root.AddCommand(newCatalogCmd())
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newLearnCmd())
 	return root
 }

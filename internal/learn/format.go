@@ -157,7 +157,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		if it.WouldDeny > 0 {
 			mode = fmt.Sprintf(", %d let through by learn mode", it.WouldDeny)
 		}
-		fmt.Fprintf(&b, "%s  %d refusals (%s; %s%s)\n", destName(it.Group), it.Count,
+		fmt.Fprintf(&b, "%s  %s (%s; %s%s)\n", destName(it.Group), plural(it.Count, "refusal"),
 			strings.Join(reasons, ", "), strings.Join(it.Components, "+"), mode)
 		fmt.Fprintf(&b, "    -> %s\n", describe(it))
 	}
@@ -207,4 +207,11 @@ func describe(it Item) string {
 		return fmt.Sprintf("already allowed by %s: nothing to add", it.Rule)
 	}
 	return it.Action + ": " + it.Note
+}
+
+func plural(n int64, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
