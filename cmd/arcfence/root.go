@@ -18,5 +18,6 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newCatalogCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newLearnCmd())
+	root.AddCommand(newCheckCmd(), newAgentConfigCmd(), newServicebusCmd())
 	return root
 }

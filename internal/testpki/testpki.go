@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -69,6 +70,11 @@ func NewCA(t testing.TB) *CA {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return &CA{Cert: cert, Pool: pool, key: key}
+}
+
+// PEM returns the CA certificate PEM-encoded, for --ca-file style inputs.
+func (ca *CA) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
 }
 
 // Leaf returns a server certificate signed by the CA for names (DNS names
