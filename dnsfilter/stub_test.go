@@ -31,6 +31,7 @@ const (
 	nameServfail = "servfail.his.arc.azure.com."
 	nameNX       = "nx.his.arc.azure.com."
 	nameDenied   = "example.com."
+	nameLoop     = "loop.his.arc.azure.com." // A 127.0.0.1, for the proxy test
 	bigCount     = 120
 	chainTTL     = 30
 )
@@ -102,6 +103,10 @@ func (s *stub) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			if strings.EqualFold(c.Header().Name, q.Name) {
 				m.Answer = append(m.Answer, chain[i:]...)
 			}
+		}
+	case nameLoop:
+		if q.Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 127.0.0.1"))
 		}
 	case nameTXT:
 		m.Answer = append(m.Answer, mustRR(q.Name+` 60 IN TXT "v=arc" "second string"`))
