@@ -459,6 +459,40 @@ func TestDecideName(t *testing.T) {
 	}
 }
 
+func TestNormalizeHost(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		ok             bool
+	}{
+		{"canonical", "management.azure.com", "management.azure.com", true},
+		{"upper case and trailing dot", "MANAGEMENT.Azure.COM.", "management.azure.com", true},
+		{"two trailing dots", "a.b..", "", false},
+		{"ipv4 trailing dot", "1.2.3.4.", "1.2.3.4", true},
+		{"ipv6 upper case", "2001:DB8::1", "2001:db8::1", true},
+		{"ipv6 bracketed long form", "[2001:0DB8:0:0::1]", "2001:db8::1", true},
+		{"ipv4 in brackets", "[1.2.3.4]", "", false},
+		{"empty", "", "", false},
+		{"non-ascii", "bücher.example", "", false},
+		{"punycode", "XN--BCHER-KVA.example", "xn--bcher-kva.example", true},
+		// an IPv6 zone is either refused or lower-cased: never upper case in a valid result
+		{"ipv6 zone upper case", "fe80::1%ETH0", "fe80::1%eth0", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := policy.NormalizeHost(tc.in)
+			if tc.name == "ipv6 zone upper case" {
+				if ok && got != strings.ToLower(got) {
+					t.Errorf("NormalizeHost(%q) = %q, true: upper case in a valid result", tc.in, got)
+				}
+				return
+			}
+			if ok != tc.ok || ok && got != tc.want {
+				t.Errorf("NormalizeHost(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
 func TestMatchPattern(t *testing.T) {
 	tests := []struct {
 		pattern, host string

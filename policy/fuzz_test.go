@@ -1,0 +1,284 @@
+package policy_test
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/arcfence/arcfence/policy"
+)
+
+// Fuzz targets for every parser of untrusted input in the package. Their
+// seed corpora (testdata/fuzz/<FuzzName>/ and the f.Add calls) run in plain
+// `go test`; `go test -run=^$ -fuzz=FuzzX -fuzztime=60s ./policy` explores.
+// A crasher found by fuzzing becomes a named table case elsewhere.
+
+func FuzzSplitHostPort(f *testing.F) {
+	for _, s := range []string{
+		"management.azure.com:443", "[::1]:443", "[::1]", "host", "host:", "host:abc", "host:0",
+		"host:65536", ":443", "[]:443", "[::1", "::1:443", "a]:443", "[1.2.3.4]:80", "h:+1",
+		"h:00443", "[fe80::1%eth0]:443", "x:443:443", "\x00:1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, authority string) {
+		host, port, r := policy.SplitHostPort(authority)
+		switch r {
+		case policy.ReasonNone, policy.InvalidHost, policy.InvalidPort:
+		default:
+			t.Fatalf("SplitHostPort(%q): reason %q", authority, r)
+		}
+		if r != policy.ReasonNone {
+			return
+		}
+		if port < 1 || port > 65535 {
+			t.Fatalf("SplitHostPort(%q): port %d accepted", authority, port)
+		}
+		if host == "" {
+			t.Fatalf("SplitHostPort(%q): empty host accepted", authority)
+		}
+		norm, ok := policy.NormalizeHost(host)
+		if !ok {
+			return
+		}
+		// a valid host:port splits as the standard library splits it
+		nh, np, err := net.SplitHostPort(authority)
+		if err != nil {
+			t.Fatalf("SplitHostPort(%q) = %q %d, net.SplitHostPort: %v", authority, host, port, err)
+		}
+		if strings.Trim(host, "[]") != nh {
+			t.Fatalf("SplitHostPort(%q) host %q, net.SplitHostPort %q", authority, host, nh)
+		}
+		if n, err := strconv.Atoi(np); err != nil || n != port {
+			t.Fatalf("SplitHostPort(%q) port %d, net.SplitHostPort %q", authority, port, np)
+		}
+		// and round-trips through FormatHostPort
+		h2, p2, r2 := policy.SplitHostPort(policy.FormatHostPort(norm, port))
+		n2, ok2 := policy.NormalizeHost(h2)
+		if r2 != policy.ReasonNone || p2 != port || !ok2 || n2 != norm {
+			t.Fatalf("round trip of %q via %q: %q %d %q", authority, policy.FormatHostPort(norm, port), h2, p2, r2)
+		}
+	})
+}
+
+func FuzzNormalizeHost(f *testing.F) {
+	for _, s := range []string{
+		"management.azure.com", "MANAGEMENT.Azure.COM.", "a..b", ".", "", "1.2.3.4", "[::1]", "::1",
+		"[2001:DB8::1]", "2130706433", "0x7f.1", "bücher.example", "xn--bcher-kva.example", "-a.b", "a_b.c",
+		"fe80::1%eth0", "[fe80::1%25eth0]", strings.Repeat("a", 64) + ".com", "::ffff:1.2.3.4", "a.",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, ok := policy.NormalizeHost(s)
+		if !ok {
+			return
+		}
+		h2, ok2 := policy.NormalizeHost(h)
+		if !ok2 || h2 != h {
+			t.Fatalf("NormalizeHost(%q) = %q; again: %q %v (not idempotent)", s, h, h2, ok2)
+		}
+		if strings.HasSuffix(h, ".") {
+			t.Fatalf("NormalizeHost(%q) = %q keeps a trailing dot", s, h)
+		}
+		if strings.ToLower(h) != h {
+			if strings.Contains(h, "%") {
+				t.Skipf("policy-bugs.md #6 (zone kept as received): %q", h) // TestNormalizeHost keeps it failing
+			}
+			t.Fatalf("NormalizeHost(%q) = %q has upper case", s, h)
+		}
+		if _, err := netip.ParseAddr(h); err == nil {
+			return
+		}
+		if len(h) == 0 || len(h) > 253 {
+			t.Fatalf("NormalizeHost(%q) = %q: length %d", s, h, len(h))
+		}
+		for _, label := range strings.Split(h, ".") {
+			if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+				t.Fatalf("NormalizeHost(%q) = %q: bad label %q", s, h, label)
+			}
+			for i := 0; i < len(label); i++ {
+				c := label[i]
+				if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+					t.Fatalf("NormalizeHost(%q) = %q: byte %q", s, h, c)
+				}
+			}
+		}
+	})
+}
+
+// instanceOf returns a concrete host a rule's pattern admits.
+func instanceOf(pattern string) string {
+	if strings.HasPrefix(pattern, "*.") {
+		return "zz9" + pattern[1:]
+	}
+	return strings.Replace(pattern, "*", "zz9", 1)
+}
+
+// knownDeadPattern reports whether a wildcard pattern's names all end in a
+// numeric label (policy-bugs.md #4: such entries compile but never match;
+// TestConfigErrors/allow-wildcard-ipv4-form keeps that failure visible).
+func knownDeadPattern(pattern string) bool {
+	if !strings.Contains(pattern, "*") {
+		return false
+	}
+	last := pattern[strings.LastIndexByte(pattern, '.')+1:]
+	if len(last) > 2 && (strings.HasPrefix(last, "0x") || strings.HasPrefix(last, "0X")) {
+		return true
+	}
+	return strings.Trim(last, "0123456789") == ""
+}
+
+func FuzzCompilePattern(f *testing.F) {
+	for _, s := range []string{
+		"example.com", "example.com:8443", "files.example.com:80/pub", "*.example.com", "azgn*.example.com",
+		"10.0.0.5", "10.0.0.5:8443", "[2001:db8::1]:8443", "2001:db8::1", "<region>.example.com",
+		"https://example.com", "*.*.example.com", "a*b.example.com", "foo.*.com", "[::1", "fe80::1%eth0",
+		"example.com/", "example.com:443/a/../b", "EXAMPLE.COM.", "*.com", "x*.y", "host/path", ":443",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, entry string) {
+		p, err := policy.Compile(policy.Config{Regions: []string{"eastus2"}, Allow: []string{entry}}, nil)
+		if err != nil {
+			return
+		}
+		for _, r := range p.Rules() {
+			if knownDeadPattern(r.Pattern) {
+				t.Skipf("policy-bugs.md #4: %q", r.Pattern)
+			}
+			host := instanceOf(r.Pattern)
+			for _, port := range r.Ports {
+				d := destFor(host, port, r.Path)
+				got := p.Decide(d)
+				if !got.Allowed() {
+					t.Fatalf("allow %q: rule %q does not admit %s:%d (%s)", entry, r.Pattern, host, port, got.Reason)
+				}
+				p.DecideName(host)
+			}
+		}
+		// the same entry as a deny refuses everything the allow admitted
+		pd, err := policy.Compile(policy.Config{Regions: []string{"eastus2"}, Allow: []string{entry}, Deny: []string{entry}}, nil)
+		if err != nil {
+			return // a path is not allowed in deny
+		}
+		for _, r := range pd.Rules() {
+			host := instanceOf(r.Pattern)
+			for _, port := range r.Ports {
+				if got := pd.Decide(destFor(host, port, r.Path)); got.Reason != policy.ExplicitDeny {
+					t.Fatalf("allow and deny %q: %s:%d is %s %q, want explicit-deny", entry, host, port, got.Verdict, got.Reason)
+				}
+			}
+		}
+	})
+}
+
+var fuzzPolicies = sync.OnceValues(func() (*policy.Policy, *policy.Policy) {
+	every := policy.Config{
+		Regions: []string{"eastus2", "westeurope"}, Offerings: policy.Offerings(), Features: policy.Features(),
+		VCenter: "vcenter.corp.example", SCVMMServer: "[fd00::7]:8100",
+		Allow: []string{"example.org", "api.example.org:8443", "files.example.org:80/pub", "*.wild.example.org",
+			"svc*.glob.example.org", "10.0.0.5", "[2001:db8::7]:8443"},
+		Deny: []string{"bad.example.org", "*.evil.example", "192.0.2.1", "pas.windows.net:443"},
+	}
+	pe, err := policy.Compile(every, nil)
+	if err != nil {
+		panic(err)
+	}
+	pc, err := policy.Compile(catalogOnlyConfig(), nil)
+	if err != nil {
+		panic(err)
+	}
+	return pe, pc
+})
+
+// catalogOnlyConfig has catalog rows only, so the reference model can decide it.
+func catalogOnlyConfig() policy.Config {
+	return policy.Config{Regions: []string{"eastus2", "westeurope"}, Offerings: policy.Offerings(),
+		Features: []string{"cluster-connect", "ssh", "esu", "portal", "guest-management"}, VCenter: "vcenter.corp.example",
+		SCVMMServer: "scvmm.corp.example"}
+}
+
+var fuzzModel = sync.OnceValue(func() []refRow {
+	cat, err := policy.EmbeddedCatalog()
+	if err != nil {
+		panic(err)
+	}
+	return refRows(cat, catalogOnlyConfig())
+})
+
+func FuzzDecide(f *testing.F) {
+	f.Add("management.azure.com", 443, "", false)
+	f.Add("MANAGEMENT.azure.com.", 443, "", false)
+	f.Add("x.his.arc.azure.com", 443, "", false)
+	f.Add("azgnXYZ.servicebus.windows.net", 443, "", false)
+	f.Add("microsoft.com", 80, "/pkiops/certs/x", true)
+	f.Add("microsoft.com", 80, "/pkiops/certsx", true)
+	f.Add("eastus2.obo.arc.azure.com", 8084, "", false)
+	f.Add("[2001:DB8::7]", 8443, "", false)
+	f.Add("10.0.0.5", 443, "", false)
+	f.Add("2130706433", 443, "", false)
+	f.Add("a..b", 0, "", false)
+	f.Add("files.example.org", 80, "/pub/../x", true)
+	f.Add("x.evil.example", 443, "", false)
+	f.Add("", -1, "", false)
+	f.Fuzz(func(t *testing.T, host string, port int, path string, plain bool) {
+		pe, pc := fuzzPolicies()
+		d := policy.Dest{Host: host, Port: port, Path: path, Plain: plain}
+		for _, p := range []*policy.Policy{pe, pc} {
+			got := p.Decide(d)
+			if got.Allowed() != (got.Reason == policy.ReasonNone) {
+				t.Fatalf("Decide(%+v): verdict %s with reason %q", d, got.Verdict, got.Reason)
+			}
+			if got.Reason > policy.PathNotAllowed {
+				t.Fatalf("Decide(%+v): proxy-only reason %q", d, got.Reason)
+			}
+			if got.Allowed() && (got.Rule == "" || port < 1 || port > 65535) {
+				t.Fatalf("Decide(%+v): allowed with rule %q", d, got.Rule)
+			}
+			norm, ok := policy.NormalizeHost(host)
+			if !ok {
+				if got.Reason != policy.InvalidHost {
+					t.Fatalf("Decide(%+v): host not valid, reason %q", d, got.Reason)
+				}
+				continue
+			}
+			// differential: the received form and the normalized form decide alike
+			n := d
+			n.Host = norm
+			again := p.Decide(n)
+			if again.Verdict != got.Verdict || again.Reason != got.Reason || again.Rule != got.Rule ||
+				again.Offering != got.Offering || again.Host != got.Host {
+				t.Fatalf("Decide(%q) = %s %q %q host %q; Decide(%q) = %s %q %q host %q",
+					host, got.Verdict, got.Reason, got.Rule, got.Host, norm, again.Verdict, again.Reason, again.Rule, again.Host)
+			}
+			if got.Allowed() && got.Addr == (netip.Addr{}) {
+				if name := p.DecideName(host); !name.Allowed() {
+					t.Fatalf("Decide(%+v) allows, DecideName(%q) refuses: %q", d, host, name.Reason)
+				}
+			}
+		}
+		// differential against the reference model (catalog rows only)
+		norm, ok := policy.NormalizeHost(host)
+		if !ok || port < 1 || port > 65535 || strings.Contains(norm, ":") {
+			return
+		}
+		got := pc.Decide(d)
+		if got.Reason == policy.IPLiteral || got.Source == policy.SourceVCenter || got.Source == policy.SourceSCVMM ||
+			norm == "vcenter.corp.example" || norm == "scvmm.corp.example" {
+			return
+		}
+		n := d
+		n.Host = norm
+		want := refDecide(fuzzModel(), n)
+		if got.Verdict != want.Verdict || got.Reason != want.Reason || got.Rule != want.Rule ||
+			got.Offering != want.Offering || got.Feature != want.Feature {
+			t.Fatalf("Decide(%+v) = %s %q %q %q %q; model: %s %q %q %q %q", d,
+				got.Verdict, got.Reason, got.Rule, got.Offering, got.Feature,
+				want.Verdict, want.Reason, want.Rule, want.Offering, want.Feature)
+		}
+	})
+}
