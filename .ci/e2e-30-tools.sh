@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# End-to-end check of the operator tools (issue 6):
+#  - every `arcfence catalog --format` produces non-empty, well-formed output;
+#  - `agent-config` prints the agent commands;
+#  - the Squid fragment is accepted by `squid -k parse` (squid installed with
+#    apt when missing), and a real Squid running it on loopback answers like
+#    arcfence's pattern semantics: "*.x" admits a.x but not the apex x,
+#    azgn* globs, ports, the pkiops path, deny everything else.
+# Loopback only: Squid's DNS points at 127.0.0.1, where lookups fail, so an
+# admitted CONNECT ends in a DNS error (503), a refused one in 403.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+
+TMP=$(mktemp -d)
+SQUID_PID=""
+CREATED_POLICY_RC=""
+cleanup() {
+  if [ -n "$SQUID_PID" ] && kill -0 "$SQUID_PID" 2>/dev/null; then
+    kill "$SQUID_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$SQUID_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SQUID_PID" 2>/dev/null || true
+  fi
+  if [ -n "$CREATED_POLICY_RC" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() { echo "e2e-30-tools: FAIL: $*" >&2; exit 1; }
+say() { echo "e2e-30-tools: $*"; }
+
+apt_install() { # apt_install PKG...: install with services kept from starting
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    CREATED_POLICY_RC=1
+  fi
+  timeout 300 apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "$@" >"$TMP/apt.log" 2>&1
+  local rc=$?
+  if [ -n "$CREATED_POLICY_RC" ]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=""; fi
+  return $rc
+}
+
+say "building"
+go build -o "$TMP/arcfence" ./cmd/arcfence
+AF="$TMP/arcfence"
+
+cat > "$TMP/arcfence.yaml" <<'YAML'
+listen: 127.0.0.1:3128
+regions: [eastus2]
+offerings: [servers, kubernetes, esu, resource-bridge]
+features: [cluster-connect, legacy-image-download, ssh]
+allow: ["10.20.30.40:8443"]
+YAML
+
+say "catalog formats"
+for f in table json hosts squid azure-firewall pac; do
+  "$AF" catalog --config "$TMP/arcfence.yaml" --format "$f" > "$TMP/out.$f" || fail "catalog --format $f"
+  [ -s "$TMP/out.$f" ] || fail "catalog --format $f is empty"
+  "$AF" catalog --all --format "$f" > "$TMP/all.$f" || fail "catalog --all --format $f"
+  [ -s "$TMP/all.$f" ] || fail "catalog --all --format $f is empty"
+  say "  $f: $(wc -l < "$TMP/out.$f") lines (--all: $(wc -l < "$TMP/all.$f"))"
+done
+grep -qx 'eastus2.obo.arc.azure.com' "$TMP/out.hosts" || fail "hosts: regions not filled in"
+if command -v python3 >/dev/null; then
+  for f in json azure-firewall; do
+    python3 -m json.tool "$TMP/out.$f" >/dev/null || fail "$f output is not JSON"
+  done
+fi
+if command -v node >/dev/null; then
+  printf '\nif (FindProxyForURL("https://eastus2.his.arc.azure.com/", "eastus2.his.arc.azure.com") !== "PROXY 127.0.0.1:3128" ||\n    FindProxyForURL("https://example.org/", "example.org") !== "DIRECT") { process.exit(1); }\n' \
+    | cat "$TMP/out.pac" - > "$TMP/pac.js"
+  node "$TMP/pac.js" || fail "the PAC file answers wrongly"
+fi
+
+say "agent-config"
+"$AF" agent-config --config "$TMP/arcfence.yaml" --proxy-url http://arcfence.corp.example:3128 > "$TMP/agent.txt"
+grep -q 'azcmagent config set proxy.url "http://arcfence.corp.example:3128"' "$TMP/agent.txt" || fail "agent-config: no azcmagent line"
+grep -q -- '--proxy-skip-range' "$TMP/agent.txt" || fail "agent-config: no connectedk8s line"
+
+if ! command -v squid >/dev/null; then
+  say "installing squid"
+  if ! apt_install squid; then
+    tail -5 "$TMP/apt.log" || true
+    say "squid is not installable here: skipping the Squid checks"
+    exit 0
+  fi
+fi
+command -v squid >/dev/null || { say "no squid binary after install: skipping the Squid checks"; exit 0; }
+
+SQ="$TMP/squid"
+mkdir -p "$SQ"
+chmod 711 "$TMP"   # Squid drops to its own user (proxy), which must reach $SQ
+chmod 1777 "$SQ"
+cp "$TMP/out.squid" "$SQ/arcfence.conf"
+cp "$TMP/all.squid" "$SQ/arcfence-all.conf"
+# a free loopback port
+PORT=""
+for p in $(seq 23128 23228); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
+done
+[ -n "$PORT" ] || fail "no free port"
+mkconf() { # mkconf FRAGMENT
+  cat <<EOF
+http_port 127.0.0.1:$PORT
+visible_hostname arcfence-e2e
+pid_filename $SQ/squid.pid
+cache_log $SQ/cache.log
+access_log stdio:$SQ/access.log
+coredump_dir $SQ
+cache deny all
+pinger_enable off
+shutdown_lifetime 1 seconds
+dns_nameservers 127.0.0.1
+dns_timeout 3 seconds
+hosts_file none
+include $1
+EOF
+}
+mkconf "$SQ/arcfence.conf" > "$SQ/squid.conf"
+mkconf "$SQ/arcfence-all.conf" > "$SQ/squid-all.conf"
+
+say "squid -k parse"
+for c in squid.conf squid-all.conf; do
+  if ! timeout 60 squid -k parse -f "$SQ/$c" > "$SQ/parse-$c.log" 2>&1; then
+    cat "$SQ/parse-$c.log"; fail "squid -k parse rejects the fragment ($c)"
+  fi
+  if grep -E 'ERROR|FATAL' "$SQ/parse-$c.log"; then fail "squid -k parse reports errors ($c)"; fi
+  grep -E 'WARNING' "$SQ/parse-$c.log" || true
+done
+
+if ! command -v curl >/dev/null; then
+  apt_install curl || { say "curl not installable: skipping the live Squid checks"; exit 0; }
+fi
+
+say "starting squid on 127.0.0.1:$PORT"
+rm -f "$SQ/cache.log" "$SQ/access.log"   # the parse runs may have left them owned by root
+squid -N -f "$SQ/squid.conf" > "$SQ/run.log" 2>&1 &
+SQUID_PID=$!
+up=""
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=1; break; fi
+  kill -0 "$SQUID_PID" 2>/dev/null || break
+  sleep 0.2
+done
+[ -n "$up" ] || { cat "$SQ/run.log" "$SQ/cache.log" 2>/dev/null | tail -30; fail "squid did not start"; }
+
+# connect_code URL: the proxy's answer to the CONNECT (https) or the request (http)
+code() {
+  local url=$1
+  case "$url" in
+    https://*) curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PORT" -w '%{http_connect}' "$url" || true ;;
+    *)         curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PORT" -w '%{http_code}' "$url" || true ;;
+  esac
+}
+expect() { # expect allow|deny URL
+  local got; got=$(code "$2")
+  case "$1" in
+    deny)  [ "$got" = "403" ] || fail "squid: $2 answered $got; want 403 (denied)" ;;
+    allow) [ "$got" != "403" ] && [ "$got" != "000" ] || fail "squid: $2 answered $got; want admitted (a DNS failure, not 403)" ;;
+  esac
+  say "  $1 $2 ($got)"
+}
+say "live squid checks"
+expect allow https://eastus2.his.arc.azure.com/
+expect allow https://a.b.his.arc.azure.com/
+expect deny  https://his.arc.azure.com/
+expect deny  https://badhis.arc.azure.com/
+expect allow https://azgnabc.servicebus.windows.net/
+expect allow https://management.azure.com/
+expect deny  https://management.azure.com:8443/
+expect deny  http://management.azure.com/
+expect allow https://eastus2.obo.arc.azure.com:8084/
+expect deny  https://westus.obo.arc.azure.com:8084/
+expect allow http://microsoft.com/pkiops/certs/x.crt
+expect deny  http://microsoft.com/pkiopsx
+expect allow http://msk8s.b.tlu.dl.delivery.mp.microsoft.com/
+expect deny  https://evil.example.com/
+say "ok"
