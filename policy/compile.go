@@ -89,6 +89,27 @@ type crow struct {
 	order     int
 	entry     int    // catalog entry index, -1 for user entries
 	region    string // the region the row was expanded for
+	// written and anyPort serve deny rows without a port: their rule name is
+	// the entry with ":port" added, precomputed for the common ports.
+	written string
+	anyPort [len(commonPorts)]string
+}
+
+// commonPorts are the ports whose rule names are precomputed for deny rows
+// without a port; others are built when the refusal happens.
+var commonPorts = [...]int{443, 80, 8084}
+
+// denyName returns the rule name of deny row c for a refusal on port.
+func (c *crow) denyName(i, port int) string {
+	if c.written == "" || port == 0 {
+		return c.names[i]
+	}
+	for k, p := range commonPorts {
+		if p == port {
+			return c.anyPort[k]
+		}
+	}
+	return userRuleName(c.written, port)
 }
 
 // portIndex returns the index of port in the row's ports, or -1.
@@ -585,6 +606,9 @@ func userRuleName(written string, port int) string {
 	if err != nil || ue.port != 0 {
 		return written
 	}
+	if ue.addr.Is6() && !strings.HasPrefix(written, "[") {
+		return "[" + written + "]:" + strconv.Itoa(port)
+	}
 	return written + ":" + strconv.Itoa(port)
 }
 
@@ -653,6 +677,9 @@ func (p *Policy) addDeny(written string, order *int) error {
 	written = strings.TrimSpace(written)
 	expanded := []string{written}
 	if strings.Contains(written, "<region>") {
+		if len(p.regions) == 0 {
+			return fmt.Errorf("deny: %q uses <region> but no regions are set", written)
+		}
 		expanded = expanded[:0]
 		for _, r := range p.regions {
 			expanded = append(expanded, strings.ReplaceAll(written, "<region>", r))
@@ -670,6 +697,11 @@ func (p *Policy) addDeny(written string, order *int) error {
 		*order++
 		if ue.port != 0 {
 			c.ports = []int{ue.port}
+		} else {
+			c.written = w
+			for i, port := range commonPorts {
+				c.anyPort[i] = userRuleName(w, port)
+			}
 		}
 		if ue.addr.IsValid() {
 			p.denyAddr[ue.addr] = append(p.denyAddr[ue.addr], c)

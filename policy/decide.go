@@ -23,7 +23,7 @@ func (p *Policy) Decide(d Dest) Decision {
 		return p.decideAddr(host, d)
 	}
 	if c, i := p.deny.denied(host, d.Port); c != nil {
-		return Decision{Reason: ExplicitDeny, Rule: c.names[i], Host: host, Port: d.Port, Source: SourceDeny}
+		return Decision{Reason: ExplicitDeny, Rule: c.denyName(i, d.Port), Host: host, Port: d.Port, Source: SourceDeny}
 	}
 	var st lookup
 	p.allow.find(host, d, &st)
@@ -67,7 +67,7 @@ func (p *Policy) decideAddr(host string, d Dest) Decision {
 	u := a.Unmap()
 	for _, c := range p.denyAddr[u] {
 		if i := c.portIndex(d.Port); i >= 0 {
-			dec.Reason, dec.Rule, dec.Source = ExplicitDeny, c.names[i], SourceDeny
+			dec.Reason, dec.Rule, dec.Source = ExplicitDeny, c.denyName(i, d.Port), SourceDeny
 			return dec
 		}
 	}

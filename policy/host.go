@@ -19,10 +19,10 @@ const maxName = 253
 func NormalizeHost(s string) (host string, ok bool) {
 	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
 		a, err := netip.ParseAddr(s[1 : len(s)-1])
-		if err != nil || !a.Is6() {
+		if err != nil || !a.Is6() || !validZone(a.Zone()) {
 			return s, false
 		}
-		return a.String(), true
+		return lower(a.String()), true
 	}
 	if strings.HasSuffix(s, ".") {
 		s = s[:len(s)-1]
@@ -32,13 +32,28 @@ func NormalizeHost(s string) (host string, ok bool) {
 			if a.Is4() {
 				return s, true
 			}
-			return a.String(), true
+			if !validZone(a.Zone()) {
+				return s, false
+			}
+			return lower(a.String()), true
 		}
 	}
 	if !validName(s) {
 		return s, false
 	}
 	return lower(s), true
+}
+
+// validZone reports whether an IPv6 zone is empty or an interface-like
+// name (letters, digits, '-' and '_'): anything else is refused outright.
+func validZone(z string) bool {
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // lower returns s in ASCII lower case, allocating only when s has upper case.
@@ -117,7 +132,7 @@ func SplitHostPort(authority string) (host string, port int, r Reason) {
 		host = authority[:end+1]
 		rest := authority[end+1:]
 		if rest == "" {
-			return host, 0, InvalidPort
+			return host, 0, portOrHostReason(host)
 		}
 		if rest[0] != ':' {
 			return authority, 0, InvalidHost
@@ -126,7 +141,7 @@ func SplitHostPort(authority string) (host string, port int, r Reason) {
 	} else {
 		i := strings.LastIndexByte(authority, ':')
 		if i < 0 {
-			return authority, 0, InvalidPort
+			return authority, 0, portOrHostReason(authority)
 		}
 		host, ps = authority[:i], authority[i+1:]
 		if strings.IndexByte(host, ':') >= 0 {
@@ -139,9 +154,18 @@ func SplitHostPort(authority string) (host string, port int, r Reason) {
 	}
 	port, ok := parsePort(ps)
 	if !ok {
-		return host, 0, InvalidPort
+		return host, 0, portOrHostReason(host)
 	}
 	return host, port, ReasonNone
+}
+
+// portOrHostReason returns InvalidHost when host is invalid too (the host
+// is checked first), InvalidPort otherwise.
+func portOrHostReason(host string) Reason {
+	if _, ok := NormalizeHost(host); !ok {
+		return InvalidHost
+	}
+	return InvalidPort
 }
 
 // parsePort parses a decimal port in 1..65535 (no sign, no spaces, at most 5 digits).

@@ -58,6 +58,9 @@ func compileHostPattern(p string) (hostPattern, error) {
 	if !validName(rest) {
 		return hostPattern{}, fmt.Errorf("invalid pattern %q: %q is not a DNS name", orig, rest)
 	}
+	if numericTail(rest) {
+		return hostPattern{}, fmt.Errorf("invalid pattern %q: the names under it end in a number, which is an IPv4 form, not a name", orig)
+	}
 	first := p[:dot]
 	if first == "*" {
 		return hostPattern{kind: kindSuffix, key: rest}, nil
