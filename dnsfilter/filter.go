@@ -418,6 +418,7 @@ func (f *Filter) run(ctx context.Context) error {
 	}
 	f.pc.Close()
 	f.ln.Close()
+	f.closeUpstreams()
 	if runErr != nil {
 		return fmt.Errorf("dnsfilter: %w", runErr)
 	}
@@ -434,6 +435,7 @@ func (f *Filter) Shutdown(ctx context.Context) error {
 		f.cancel()
 		f.pc.Close()
 		f.ln.Close()
+		f.closeUpstreams()
 		close(f.done)
 	})
 	select {
@@ -441,6 +443,13 @@ func (f *Filter) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// closeUpstreams closes the upstream sockets once no query is served.
+func (f *Filter) closeUpstreams() {
+	for _, u := range f.ups {
+		u.mux.close()
 	}
 }
 

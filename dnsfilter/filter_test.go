@@ -383,6 +383,35 @@ func TestEDNSAndDNSSECPassThrough(t *testing.T) {
 	}
 }
 
+// TestUpstreamOPT: the upstream's OPT record is rewritten for the client:
+// our UDP size and the client's DO bit for EDNS clients, its options passed
+// but hop-by-hop ones (cookie); no OPT at all for clients without EDNS.
+func TestUpstreamOPT(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	for _, name := range []string{nameOpt, nameCookie} {
+		for round := 0; round < 2; round++ { // forwarded, then cached
+			for _, netw := range []string{"udp", "tcp"} {
+				r := ask(t, e.f.Addr(), netw, question(name, dns.TypeA, true))
+				o := r.IsEdns0()
+				if len(r.Answer) != 1 || o == nil || o.UDPSize() != maxUDPSize || o.Do() {
+					t.Fatalf("%s %s: answer %v opt %v", name, netw, r.Answer, o)
+				}
+				var codes []uint16
+				for _, opt := range o.Option {
+					codes = append(codes, opt.Option())
+				}
+				if len(codes) != 1 || codes[0] != dns.EDNS0EDE {
+					t.Errorf("%s %s: options %v, want the upstream's EDE only", name, netw, codes)
+				}
+				r = ask(t, e.f.Addr(), netw, question(name, dns.TypeA, false))
+				if len(r.Answer) != 1 || r.IsEdns0() != nil {
+					t.Errorf("%s %s no EDNS: answer %v, OPT %v", name, netw, r.Answer, r.IsEdns0())
+				}
+			}
+		}
+	}
+}
+
 func TestCache(t *testing.T) {
 	e := startFilter(t, Options{CacheSize: 100})
 	addr := e.f.Addr()

@@ -118,18 +118,28 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	up.AuthenticatedData = r.AuthenticatedData
 	up.Question = []dns.Question{qs}
 	up.SetEdns0(maxUDPSize, q.opt != nil && q.opt.Do())
-	resp, err := f.forward(up, q.tcp)
+	raw, err := f.forward(up, q.tcp)
 	if err != nil {
 		f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
 		return
 	}
-	if allowed {
-		f.learn(resp, now)
-	}
-	e := f.toWire(&q, resp, key.name, now)
+	// The common answer is rewritten in wire form; anything unusual
+	// (hop-by-hop EDNS options, an OPT record not last, TSIG, trailing
+	// bytes) goes through a full unpack and pack.
+	e := f.fastWire(&q, raw, key, allowed, now)
 	if e == nil {
-		f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
-		return
+		resp := new(dns.Msg)
+		if err := resp.Unpack(raw); err != nil {
+			f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
+			return
+		}
+		if allowed {
+			f.learn(resp, now)
+		}
+		if e = f.toWire(&q, resp, key.name, now); e == nil {
+			f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
+			return
+		}
 	}
 	f.writeWire(&q, e, now)
 }

@@ -31,7 +31,9 @@ const (
 	nameServfail = "servfail.his.arc.azure.com."
 	nameNX       = "nx.his.arc.azure.com."
 	nameDenied   = "example.com."
-	nameLoop     = "loop.his.arc.azure.com." // A 127.0.0.1, for the proxy test
+	nameLoop     = "loop.his.arc.azure.com."   // A 127.0.0.1, for the proxy test
+	nameOpt      = "opt.his.arc.azure.com."    // answer with an OPT carrying an EDE
+	nameCookie   = "cookie.his.arc.azure.com." // answer with an OPT carrying a cookie and an EDE
 	bigCount     = 120
 	chainTTL     = 30
 )
@@ -108,6 +110,18 @@ func (s *stub) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		if q.Qtype == dns.TypeA {
 			m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 127.0.0.1"))
 		}
+	case nameOpt, nameCookie:
+		m.Answer = append(m.Answer, mustRR(q.Name+" 60 IN A 203.0.113.40"))
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(4096)
+		if opt != nil && opt.Do() {
+			o.SetDo()
+		}
+		if strings.EqualFold(q.Name, nameCookie) {
+			o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708a1a2a3a4a5a6a7a8"})
+		}
+		o.Option = append(o.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "upstream"})
+		m.Extra = append(m.Extra, o)
 	case nameTXT:
 		m.Answer = append(m.Answer, mustRR(q.Name+` 60 IN TXT "v=arc" "second string"`))
 	case nameBig:

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -22,7 +24,7 @@ const downFor = 10 * time.Second
 type upstream struct {
 	addr      string
 	udpAddr   *net.UDPAddr
-	tcp       *dns.Client
+	mux       *udpMux
 	downUntil atomic.Int64 // Unix ns; 0 = healthy
 }
 
@@ -71,10 +73,11 @@ func parseUpstreams(list []string, resolvConf string) ([]*upstream, error) {
 			return nil, fmt.Errorf("dnsfilter: dns.upstream %q: port 0", s)
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		ua := net.UDPAddrFromAddrPort(ap)
 		ups = append(ups, &upstream{
 			addr:    ap.String(),
-			udpAddr: net.UDPAddrFromAddrPort(ap),
-			tcp:     &dns.Client{Net: "tcp"},
+			udpAddr: ua,
+			mux:     newUDPMux(ua),
 		})
 	}
 	return ups, nil
@@ -90,30 +93,43 @@ func upstreamAddrs(ups []*upstream) []string {
 
 // forward sends q to the upstreams, in order of health and configuration,
 // until one answers with something other than SERVFAIL, within the query
-// timeout and the attempt bound. A truncated UDP answer is retried over TCP
-// (and returned with TC when TCP fails, so the client retries itself).
-// overTCP sends over TCP from the start (the client came over TCP).
-func (f *Filter) forward(q *dns.Msg, overTCP bool) (*dns.Msg, error) {
+// timeout and the attempt bound, and returns the answer as received (wire
+// form, the ID being the one forward chose). A truncated UDP answer is
+// retried over TCP (and returned with TC when TCP fails, so the client
+// retries itself). overTCP sends over TCP from the start (the client came
+// over TCP).
+func (f *Filter) forward(q *dns.Msg, overTCP bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(f.baseCtx, f.queryTimeout)
 	defer cancel()
+	bp := f.bufs.Get().(*[]byte)
+	defer f.bufs.Put(bp)
+	wire, err := q.PackBuffer((*bp)[:cap(*bp)])
+	if err != nil {
+		return nil, err
+	}
+	// The question section: what an answer must echo.
+	qend, ok := skipName(wire, 12)
+	if !ok || qend+4 > len(wire) {
+		return nil, errMismatch
+	}
+	qsec := wire[12 : qend+4]
 	var order [8]*upstream
 	ups := f.pickOrder(order[:0])
 	var last error = errTimeout
-	var servfail *dns.Msg
+	var servfail []byte
 	for i := 0; i < f.attempts; i++ {
 		if ctx.Err() != nil {
 			break
 		}
 		u := ups[i%len(ups)]
-		q.Id = dns.Id()
-		var r *dns.Msg
+		var r []byte
 		var err error
 		if overTCP {
-			r, err = f.exchangeTCP(ctx, u, q)
+			r, err = f.exchangeTCP(ctx, u, wire, qsec)
 		} else {
-			r, err = f.exchangeUDP(ctx, u, q)
-			if err == nil && r.Truncated {
-				if rt, errt := f.exchangeTCP(ctx, u, q); errt == nil {
+			r, err = f.exchangeUDP(ctx, u, wire, qsec)
+			if err == nil && r[2]&0x02 != 0 { // TC
+				if rt, errt := f.exchangeTCP(ctx, u, wire, qsec); errt == nil {
 					r = rt
 				}
 			}
@@ -125,7 +141,7 @@ func (f *Filter) forward(q *dns.Msg, overTCP bool) (*dns.Msg, error) {
 			continue
 		}
 		u.downUntil.Store(0)
-		if r.Rcode == dns.RcodeServerFailure {
+		if r[3]&0x0F == dns.RcodeServerFailure {
 			servfail = r
 			continue
 		}
@@ -157,84 +173,81 @@ func (f *Filter) pickOrder(dst []*upstream) []*upstream {
 	return dst
 }
 
-// exchangeUDP sends q over a fresh connected UDP socket (a new random source
-// port per query) and reads until an answer with q's ID and question
-// arrives or the attempt times out.
-func (f *Filter) exchangeUDP(ctx context.Context, u *upstream, q *dns.Msg) (*dns.Msg, error) {
-	bp := f.bufs.Get().(*[]byte)
-	defer f.bufs.Put(bp)
-	buf := (*bp)[:cap(*bp)]
-	out, err := q.PackBuffer(buf)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := net.DialUDP("udp", nil, u.udpAddr)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
+// exchangeUDP sends the query over one of the upstream's multiplexed UDP
+// sockets (see udpMux) and waits for the answer with its ID and question
+// until the attempt times out.
+func (f *Filter) exchangeUDP(ctx context.Context, u *upstream, wire, qsec []byte) ([]byte, error) {
 	deadline := time.Now().Add(f.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	conn.SetDeadline(deadline)
-	if _, err := conn.Write(out); err != nil {
-		return nil, err
-	}
-	// A bounded number of stray datagrams (late answers, spoofing attempts)
-	// is skipped.
-	for i := 0; i < 16; i++ {
-		n, err := conn.Read(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return nil, errTimeout
-			}
-			return nil, err
-		}
-		if n < 12 || binary.BigEndian.Uint16(buf) != q.Id {
-			continue
-		}
-		r := new(dns.Msg)
-		if err := r.Unpack(buf[:n]); err != nil {
-			if n == len(buf) {
-				// Filled the buffer: treat as truncated.
-				r.Truncated = true
-				r.Question = q.Question
-				return r, nil
-			}
-			continue
-		}
-		if !sameQuestion(r, q) {
-			continue
-		}
-		return r, nil
-	}
-	return nil, errMismatch
+	return u.mux.exchange(ctx, wire, qsec, deadline)
 }
 
-// exchangeTCP sends q over TCP.
-func (f *Filter) exchangeTCP(ctx context.Context, u *upstream, q *dns.Msg) (*dns.Msg, error) {
-	tctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	r, _, err := u.tcp.ExchangeContext(tctx, q, u.addr)
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, errTimeout
-		}
-		return nil, err
+// exchangeTCP sends the query over a new TCP connection (RFC 7766 framing)
+// with a random ID and reads one answer.
+func (f *Filter) exchangeTCP(ctx context.Context, u *upstream, wire, qsec []byte) ([]byte, error) {
+	deadline := time.Now().Add(f.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	if !sameQuestion(r, q) {
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, timeoutOr(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(deadline)
+	id := uint16(rand.Uint32())
+	out := make([]byte, 2+len(wire))
+	binary.BigEndian.PutUint16(out, uint16(len(wire)))
+	copy(out[2:], wire)
+	binary.BigEndian.PutUint16(out[2:], id)
+	if _, err := conn.Write(out); err != nil {
+		return nil, timeoutOr(err)
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(conn, l[:]); err != nil {
+		return nil, timeoutOr(err)
+	}
+	r := make([]byte, binary.BigEndian.Uint16(l[:]))
+	if _, err := io.ReadFull(conn, r); err != nil {
+		return nil, timeoutOr(err)
+	}
+	if !answers(r, id, qsec) {
 		return nil, errMismatch
 	}
 	return r, nil
 }
 
-func sameQuestion(r, q *dns.Msg) bool {
-	if !r.Response || len(r.Question) != 1 {
+func timeoutOr(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errTimeout
+	}
+	return err
+}
+
+// answers reports whether r is a response with ID id whose question section
+// is qsec (the name compared without regard to ASCII case, DNS 0x20).
+func answers(r []byte, id uint16, qsec []byte) bool {
+	if len(r) < 12+len(qsec) || binary.BigEndian.Uint16(r) != id || r[2]&0x80 == 0 ||
+		binary.BigEndian.Uint16(r[4:]) != 1 {
 		return false
 	}
-	a, b := r.Question[0], q.Question[0]
-	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && strings.EqualFold(a.Name, b.Name)
+	got := r[12 : 12+len(qsec)]
+	for i := range qsec {
+		a, b := got[i], qsec[i]
+		if a != b && lowerByte(a) != lowerByte(b) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerByte(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -1,0 +1,130 @@
+package dnsfilter
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+
+	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/proxy"
+)
+
+// echoServer accepts loopback TCP connections and echoes them.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// startProxy runs the proxy with the filter as its LearnedAddrs.
+func startProxy(t *testing.T, f *Filter, admit bool) string {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Regions, cfg.Offerings = []string{"eastus2"}, []string{"servers"}
+	cfg.DNS.AdmitLearnedAddresses = admit
+	cfg.AllowRanges = []string{"127.0.0.0/8"} // the origin is on loopback
+	cfg.SNI = config.SNIOff
+	pol := serversPolicy(t)
+	s, err := proxy.New(proxy.Options{Config: cfg, Policy: pol, Logger: zerolog.New(zerolog.NewTestWriter(t)), LearnedAddrs: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Error("proxy did not stop")
+		}
+	})
+	return ln.Addr().String()
+}
+
+// connect CONNECTs through the proxy; on 200 it checks an echo round trip.
+func connect(t *testing.T, proxyAddr, target string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", proxyAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		fmt.Fprint(c, "ping")
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(br, b); err != nil || string(b) != "ping" {
+			t.Fatalf("tunnel echo %q %v", b, err)
+		}
+	}
+	return resp.StatusCode, resp.Header.Get(proxy.HeaderReason)
+}
+
+// TestLearnedAddressThroughProxy: an IP-literal CONNECT is admitted only
+// when dns.admit_learned_addresses is on and only within the TTL of the
+// answer the filter handed out for an allowed name.
+func TestLearnedAddressThroughProxy(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	origin := echoServer(t)
+	on := startProxy(t, e.f, true)
+	off := startProxy(t, e.f, false)
+
+	if code, reason := connect(t, on, origin); code != http.StatusForbidden || reason != "ip-literal" {
+		t.Fatalf("before the DNS answer: %d %s, want 403 ip-literal", code, reason)
+	}
+	r := ask(t, e.f.Addr(), "udp", question(nameLoop, dns.TypeA, true))
+	if len(r.Answer) != 1 {
+		t.Fatalf("answer %v", r.Answer)
+	}
+	if code, reason := connect(t, on, origin); code != http.StatusOK {
+		t.Errorf("learned address, option on: %d %s, want 200", code, reason)
+	}
+	if code, reason := connect(t, off, origin); code != http.StatusForbidden || reason != "ip-literal" {
+		t.Errorf("learned address, option off: %d %s, want 403 ip-literal", code, reason)
+	}
+	e.clock.Advance(61 * time.Second)
+	if code, reason := connect(t, on, origin); code != http.StatusForbidden || reason != "ip-literal" {
+		t.Errorf("after the TTL: %d %s, want 403 ip-literal", code, reason)
+	}
+}
