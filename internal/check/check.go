@@ -296,13 +296,9 @@ func (c *Checker) checkHTTP(ctx context.Context, res *Result, addr string) error
 		return fmt.Errorf("reading the HTTP answer: %w", err)
 	}
 	resp.Body.Close()
-	if c.Proxy != nil {
-		if reason := resp.Header.Get("X-Arcfence-Reason"); reason != "" {
-			return fmt.Errorf("proxy refused: %s (%s)", resp.Status, reason)
-		}
-		if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout {
-			return fmt.Errorf("proxy answered %s", resp.Status)
-		}
+	if c.Proxy != nil && (resp.Header.Get("X-Arcfence-Reason") != "" ||
+		resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) {
+		return proxyStatus(resp)
 	}
 	res.Reachable = true
 	res.HTTPStatus = resp.StatusCode
@@ -395,15 +391,27 @@ func (c *Checker) connectProxy(ctx context.Context, addr string) (net.Conn, erro
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		conn.Close()
-		if reason := resp.Header.Get("X-Arcfence-Reason"); reason != "" {
-			return nil, fmt.Errorf("proxy refused: %s (%s)", resp.Status, reason)
-		}
-		return nil, fmt.Errorf("proxy answered %s", resp.Status)
+		return nil, proxyStatus(resp)
 	}
 	if br.Buffered() > 0 {
 		return &bufferedConn{Conn: conn, r: br}, nil
 	}
 	return conn, nil
+}
+
+// proxyStatus describes a proxy's answer other than 200: "proxy refused"
+// for arcfence's refusals (403, 429 with X-Arcfence-Reason), "proxy
+// answered" otherwise (502: the name did not resolve or the origin refused;
+// 504: the dial timed out).
+func proxyStatus(resp *http.Response) error {
+	reason := resp.Header.Get("X-Arcfence-Reason")
+	switch {
+	case reason != "" && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests):
+		return fmt.Errorf("proxy refused: %s (%s)", resp.Status, reason)
+	case reason != "":
+		return fmt.Errorf("proxy answered %s (%s)", resp.Status, reason)
+	}
+	return fmt.Errorf("proxy answered %s", resp.Status)
 }
 
 type bufferedConn struct {
