@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// listener wraps accepted connections in clientConn.
+type listener struct {
+	net.Listener
+}
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &clientConn{Conn: c}, nil
+}
+
+// clientConn is a client connection while net/http reads requests from it.
+// It answers 408 when the header timeout strikes in the middle of a request
+// (net/http itself only closes the connection), and is unwrapped when the
+// connection is hijacked for a tunnel, so that the tunnel can splice.
+type clientConn struct {
+	net.Conn
+	// pending counts bytes read since the last response was written: a
+	// timeout with pending bytes is a request that did not arrive in time.
+	pending atomic.Int64
+	// headerDeadline is true while the read deadline is net/http's header
+	// deadline, not its "abort the background read" one (a time long past).
+	headerDeadline atomic.Bool
+}
+
+// abortBefore separates net/http's abort deadlines (it uses a time in 1970)
+// from real ones.
+var abortBefore = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.headerDeadline.Store(t.After(abortBefore))
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	c.headerDeadline.Store(t.After(abortBefore))
+	return c.Conn.SetDeadline(t)
+}
+
+const response408 = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\nContent-Length: 43\r\n\r\narcfence: request headers not read in time\n"
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.pending.Add(int64(n))
+	}
+	if err != nil && c.headerDeadline.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.pending.Load() > 0 {
+		c.pending.Store(0)
+		_, _ = c.Conn.Write([]byte(response408))
+	}
+	return n, err
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	c.pending.Store(0)
+	return c.Conn.Write(p)
+}
+
+// unwrap returns the connection under net/http's view of it.
+func unwrap(c net.Conn) net.Conn {
+	if cc, ok := c.(*clientConn); ok {
+		return cc.Conn
+	}
+	return c
+}

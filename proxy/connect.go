@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/policy"
+)
+
+const (
+	established10 = "HTTP/1.0 200 Connection established\r\n\r\n"
+	established11 = "HTTP/1.1 200 Connection established\r\n\r\n"
+)
+
+// serveConnect decides a CONNECT, dials the checked address, answers 200
+// and hands the connection to a tunnel; or answers 403/429/502/504.
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settings, client netip.Addr) {
+	host, port, reason := policy.SplitHostPort(r.RequestURI)
+	if reason != policy.ReasonNone {
+		s.refused(client, host, port, reason, false)
+		writeDeny(w, host, port, reason)
+		return
+	}
+	if !st.clientAllowed(client) {
+		if h, ok := policy.NormalizeHost(host); ok {
+			host = h
+		}
+		s.refused(client, host, port, policy.ClientNotAllowed, false)
+		writeDeny(w, host, port, policy.ClientNotAllowed)
+		return
+	}
+	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port}))
+	if !ok {
+		writeDeny(w, d.Host, d.Port, d.Reason)
+		return
+	}
+	if !s.reserve(st, client) {
+		s.refused(client, d.Host, d.Port, policy.LimitExceeded, false)
+		writeDeny(w, d.Host, d.Port, policy.LimitExceeded)
+		return
+	}
+	origin, err := s.dialOrigin(r.Context(), st, d)
+	if err != nil {
+		s.unreserve(client)
+		s.dialFailed(w, client, d, err)
+		return
+	}
+	t := &tunnel{
+		s:        s,
+		st:       st,
+		kind:     kindConnect,
+		origin:   origin,
+		clientIP: client,
+		dec:      d,
+		inspect:  st.sni != sniOff,
+		start:    time.Now(),
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// Not reachable with net/http's HTTP/1 server.
+		s.unreserve(client)
+		_ = origin.Close()
+		writeStatus(w, http.StatusInternalServerError, "cannot take over the connection")
+		return
+	}
+	t.client = unwrap(conn)
+	if !s.track(t) {
+		s.unreserve(client)
+		_ = origin.Close()
+		_, _ = t.client.Write([]byte(response503))
+		_ = t.client.Close()
+		return
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		t.toOrigin = append([]byte(nil), b...)
+	}
+	line := established11
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		line = established10
+	}
+	if _, err := t.client.Write([]byte(line)); err != nil {
+		t.abort(false, "client gone")
+	}
+	t.run()
+}
+
+// dialFailed answers and logs a failed resolution, guard refusal or dial.
+func (s *Server) dialFailed(w http.ResponseWriter, client netip.Addr, d policy.Decision, err error) {
+	var ge *guardError
+	if errors.As(err, &ge) {
+		s.refused(client, d.Host, d.Port, policy.PrivateAddress, false)
+		writeDeny(w, d.Host, d.Port, policy.PrivateAddress)
+		return
+	}
+	code := statusOf(err)
+	if e := s.log.Info(); e.Enabled() {
+		e.Str(fieldComponent, audit.ComponentProxy).
+			Str(audit.FieldClient, client.String()).
+			Str(audit.FieldHost, d.Host).
+			Int(audit.FieldPort, d.Port).
+			Int(fieldStatus, code).
+			Str(fieldError, err.Error()).
+			Str(fieldMsg, "dial failed").Send()
+	}
+	writeDialError(w, err)
+}
+
+// response503 answers a connection taken over while the server shuts down.
+const response503 = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\nContent-Length: 24\r\n\r\narcfence: shutting down\n"

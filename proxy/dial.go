@@ -1,0 +1,76 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/arcfence/arcfence/policy"
+)
+
+// minAttempt is the least time one address of several gets when dialing.
+const minAttempt = 2 * time.Second
+
+// dialOrigin resolves the decision's host (an IP literal is its own
+// address), checks every address with the guard and dials the checked
+// addresses in turn, never resolving twice. Errors are a *guardError when
+// an address is refused, a *dialError otherwise.
+func (s *Server) dialOrigin(ctx context.Context, st *settings, d policy.Decision) (*net.TCPConn, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, st.dialTO)
+	defer cancel()
+	var addrs []netip.Addr
+	var one [1]netip.Addr
+	if d.Addr.IsValid() {
+		one[0] = d.Addr
+		addrs = one[:]
+	} else if a, err := netip.ParseAddr(d.Host); err == nil {
+		one[0] = a
+		addrs = one[:]
+	} else {
+		addrs, err = st.resolver.LookupNetIP(ctx, "ip", d.Host)
+		if err != nil {
+			return nil, &dialError{host: d.Host, port: d.Port, err: err}
+		}
+		if len(addrs) == 0 {
+			return nil, &dialError{host: d.Host, port: d.Port, err: errors.New("no addresses")}
+		}
+	}
+	for _, a := range addrs {
+		if !addrAllowed(a, d.PrivateOK, st.allowRanges) {
+			return nil, &guardError{host: d.Host, port: d.Port}
+		}
+	}
+	var dialer net.Dialer
+	var lastErr error
+	for i, a := range addrs {
+		actx := ctx
+		if left := len(addrs) - i; left > 1 {
+			if dl, ok := ctx.Deadline(); ok {
+				part := time.Until(dl) / time.Duration(left)
+				if part < minAttempt {
+					part = minAttempt
+				}
+				var c context.CancelFunc
+				actx, c = context.WithTimeout(ctx, part)
+				defer c()
+			}
+		}
+		ap := netip.AddrPortFrom(a.Unmap(), uint16(d.Port))
+		if s.dialHook != nil {
+			ap = s.dialHook(ap)
+		}
+		c, err := dialer.DialContext(actx, "tcp", ap.String())
+		if err == nil {
+			s.m.dialed(time.Since(start))
+			return c.(*net.TCPConn), nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, &dialError{host: d.Host, port: d.Port, err: lastErr}
+}

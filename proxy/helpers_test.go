@@ -1,0 +1,450 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/internal/metrics"
+	"github.com/arcfence/arcfence/policy"
+)
+
+// wait bounds every wait of these tests.
+const wait = 10 * time.Second
+
+// testCA is a CA for origins' certificates.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "arcfence test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// leaf issues a server certificate for names.
+func (ca *testCA) leaf(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// stubDNS answers A queries from a table; other names get NXDOMAIN, AAAA
+// gets an empty answer, names in hang get their answer late.
+type stubDNS struct {
+	addr string
+	mu   sync.Mutex
+	a    map[string]string
+	hang map[string]bool
+}
+
+func startDNS(t testing.TB, answers map[string]string) *stubDNS {
+	t.Helper()
+	sd := &stubDNS{a: map[string]string{}, hang: map[string]bool{}}
+	for k, v := range answers {
+		sd.a[dns.Fqdn(k)] = v
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(sd.serve), NotifyStartedFunc: func() { close(started) }}
+	go func() { _ = srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case <-time.After(wait):
+		t.Fatal("dns stub did not start")
+	}
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	sd.addr = pc.LocalAddr().String()
+	return sd
+}
+
+func (sd *stubDNS) set(name, ip string) {
+	sd.mu.Lock()
+	sd.a[dns.Fqdn(name)] = ip
+	sd.mu.Unlock()
+}
+
+func (sd *stubDNS) serve(w dns.ResponseWriter, q *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(q)
+	name := q.Question[0].Name
+	sd.mu.Lock()
+	ip, ok := sd.a[strings.ToLower(name)]
+	hang := sd.hang[strings.ToLower(name)]
+	sd.mu.Unlock()
+	if hang {
+		// Answer late: after the proxy's dial timeout, soon enough for the
+		// resolver's own goroutines to end before the leak check.
+		time.Sleep(600 * time.Millisecond)
+		m.Rcode = dns.RcodeNameError
+		_ = w.WriteMsg(m)
+		return
+	}
+	switch {
+	case !ok:
+		m.Rcode = dns.RcodeNameError
+	case q.Question[0].Qtype == dns.TypeA:
+		rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A %s", name, ip))
+		m.Answer = append(m.Answer, rr)
+	}
+	_ = w.WriteMsg(m)
+}
+
+// logBuf collects log lines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the JSON lines logged so far.
+func (l *logBuf) lines() []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, ln := range strings.Split(l.b.String(), "\n") {
+		if ln == "" {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(ln), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// find waits (bounded) for a line whose fields include all of want.
+func (l *logBuf) find(t testing.TB, want map[string]any) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		for _, m := range l.lines() {
+			ok := true
+			for k, v := range want {
+				if fmt.Sprint(m[k]) != fmt.Sprint(v) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			l.mu.Lock()
+			all := l.b.String()
+			l.mu.Unlock()
+			t.Fatalf("no log line with %v in:\n%s", want, all)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// env is a proxy on loopback with a stub resolver and origins.
+type env struct {
+	t      testing.TB
+	s      *Server
+	addr   string // proxy address
+	url    *url.URL
+	ca     *testCA
+	dns    *stubDNS
+	logs   *logBuf
+	cfg    config.Config
+	m      *metrics.Metrics
+	mu     sync.Mutex
+	remap  map[netip.AddrPort]netip.AddrPort
+	served chan error
+}
+
+// testConfig is the base configuration of these tests.
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.Regions = []string{"eastus2"}
+	cfg.Offerings = []string{policy.OfferingServers}
+	cfg.Features = []string{policy.FeatureESU}
+	cfg.AllowRanges = []string{"127.0.0.0/8"}
+	cfg.Allow = []string{"raw.arcfence.test", "plain.arcfence.test:80"}
+	cfg.Deny = []string{"login.windows.net"}
+	cfg.Log.Tunnels = "info"
+	return cfg
+}
+
+// names the stub resolver knows, each on its own loopback address.
+var testNames = map[string]string{
+	"management.azure.com":      "127.0.0.11",
+	"login.microsoftonline.com": "127.0.0.12",
+	"login.windows.net":         "127.0.0.13",
+	"raw.arcfence.test":         "127.0.0.14",
+	"plain.arcfence.test":       "127.0.0.15",
+	"microsoft.com":             "127.0.0.16",
+	"private.his.arc.azure.com": "10.1.2.3",
+	"meta.his.arc.azure.com":    "169.254.169.254",
+	"gbl.his.arc.azure.com":     "127.0.0.17",
+	"refused.his.arc.azure.com": "127.0.0.18",
+}
+
+func newEnv(t testing.TB, mod func(*config.Config)) *env {
+	t.Helper()
+	e := &env{t: t, ca: newTestCA(t), logs: &logBuf{}, remap: map[netip.AddrPort]netip.AddrPort{}}
+	e.dns = startDNS(t, testNames)
+	e.cfg = testConfig()
+	e.cfg.Resolver = e.dns.addr
+	if mod != nil {
+		mod(&e.cfg)
+	}
+	pol, err := policy.Compile(e.cfg.Policy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
+	e.m = metrics.New()
+	s, err := New(Options{Config: e.cfg, Policy: pol, Logger: log, Metrics: e.m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dialHook = func(ap netip.AddrPort) netip.AddrPort {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if to, ok := e.remap[ap]; ok {
+			return to
+		}
+		return ap
+	}
+	e.s = s
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	e.url = &url.URL{Scheme: "http", Host: e.addr}
+	e.served = make(chan error, 1)
+	go func() { e.served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		select {
+		case err := <-e.served:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(wait):
+			t.Error("Serve did not return")
+		}
+		if t.Failed() {
+			e.logs.mu.Lock()
+			t.Logf("proxy log:\n%s", e.logs.b.String())
+			e.logs.mu.Unlock()
+		}
+	})
+	return e
+}
+
+// route makes dials to name's address on port go to the listener at to.
+func (e *env) route(name string, port int, to string) {
+	ip := netip.MustParseAddr(testNames[name])
+	e.mu.Lock()
+	e.remap[netip.AddrPortFrom(ip, uint16(port))] = netip.MustParseAddrPort(to)
+	e.mu.Unlock()
+}
+
+// listenOn listens on name's loopback address, an ephemeral port.
+func (e *env) listenOn(name string) net.Listener {
+	e.t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(testNames[name], "0"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ln
+}
+
+// tlsOrigin starts an HTTPS origin (HTTP/1.1 and HTTP/2) for name, reached
+// on port 443 through the proxy.
+func (e *env) tlsOrigin(name string, h http.Handler) {
+	e.t.Helper()
+	ln := e.listenOn(name)
+	cert := e.ca.leaf(e.t, name)
+	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	e.t.Cleanup(func() { _ = srv.Close() })
+	e.route(name, 443, ln.Addr().String())
+}
+
+// plainOrigin starts an HTTP origin for name on port 80.
+func (e *env) plainOrigin(name string, h http.Handler) {
+	e.t.Helper()
+	ln := e.listenOn(name)
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	e.t.Cleanup(func() { _ = srv.Close() })
+	e.route(name, 80, ln.Addr().String())
+}
+
+// rawOrigin accepts TCP connections for name on port and hands each to fn.
+func (e *env) rawOrigin(name string, port int, fn func(net.Conn)) {
+	e.t.Helper()
+	ln := e.listenOn(name)
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				fn(c)
+			}()
+		}
+	}()
+	e.t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	e.route(name, port, ln.Addr().String())
+}
+
+// client returns an HTTP client through the proxy trusting the test CA.
+func (e *env) client(h2 bool) *http.Client {
+	tr := &http.Transport{
+		Proxy:             http.ProxyURL(e.url),
+		TLSClientConfig:   &tls.Config{RootCAs: e.ca.pool},
+		ForceAttemptHTTP2: h2,
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: wait}
+}
+
+// dialProxy opens a raw connection to the proxy.
+func (e *env) dialProxy() net.Conn {
+	e.t.Helper()
+	c, err := net.DialTimeout("tcp", e.addr, wait)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(wait))
+	e.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// connect sends a CONNECT and returns the connection with the response.
+func (e *env) connect(target string) (net.Conn, *bufio.Reader, *http.Response) {
+	e.t.Helper()
+	c := e.dialProxy()
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		e.t.Fatalf("CONNECT %s: %v", target, err)
+	}
+	return c, br, resp
+}
+
+// tunnel CONNECTs to target and fails unless the answer is 200.
+func (e *env) tunnel(target string) net.Conn {
+	e.t.Helper()
+	c, br, resp := e.connect(target)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		e.t.Fatalf("CONNECT %s: %s %s", target, resp.Status, b)
+	}
+	return &bufConn{Conn: c, r: br}
+}
+
+// bufConn reads through the reader that parsed the proxy's answer.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *bufConn) CloseWrite() error { return b.Conn.(*net.TCPConn).CloseWrite() }
+
+// echo copies everything back.
+func echo(c net.Conn) { _, _ = io.Copy(c, c) }
+
+// leakCheck verifies, after every cleanup of the test, that no goroutine
+// started during the test is left.
+func leakCheck(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
+// readAllBounded reads until EOF or error.
+func readAllBounded(c net.Conn) ([]byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	return io.ReadAll(c)
+}

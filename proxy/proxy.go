@@ -1,0 +1,380 @@
+// Package proxy is arcfence's forward proxy: HTTPS CONNECT tunnels passed
+// through untouched (spliced between the sockets on Linux), plain-HTTP
+// absolute-form forwarding on github.com/elazarl/goproxy, websocket
+// upgrades, the TLS ClientHello (SNI) check, the destination-address guard,
+// limits, reload without dropping tunnels and graceful shutdown.
+//
+// Every CONNECT and every request is decided by policy.Decide before any
+// dial; goproxy never sees a CONNECT and never dials on its own.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/rs/zerolog"
+
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/internal/metrics"
+	"github.com/arcfence/arcfence/policy"
+)
+
+// LearnedAddrs reports whether the DNS filter handed out an address for a
+// name the policy allows. With dns.admit_learned_addresses, a CONNECT to
+// such an IP literal is admitted.
+type LearnedAddrs interface {
+	Learned(netip.Addr) bool
+}
+
+// Options configure a Server.
+type Options struct {
+	// Config holds the proxy's settings: mode, sni, clients, allow_ranges,
+	// resolver, limits, log.tunnels and dns.admit_learned_addresses.
+	// limits.header_timeout and limits.max_header_bytes apply at New only;
+	// everything else is reloadable.
+	Config config.Config
+	// Policy decides destinations. Required.
+	Policy *policy.Policy
+	// Logger receives the proxy's lines. The zero value discards them.
+	Logger zerolog.Logger
+	// Audit writes refusal lines; nil means audit.New(Logger).
+	Audit *audit.Log
+	// Metrics receives the proxy's metrics; nil means a private set.
+	Metrics *metrics.Metrics
+	// LearnedAddrs, when non-nil, is consulted for IP-literal CONNECTs
+	// when dns.admit_learned_addresses is on. nil means none.
+	LearnedAddrs LearnedAddrs
+}
+
+// Server is the forward proxy. Its methods are safe for concurrent use.
+type Server struct {
+	log     zerolog.Logger
+	audit   *audit.Log
+	m       *metricSet
+	learned LearnedAddrs
+	cur     atomic.Pointer[settings]
+
+	http *http.Server
+	gp   *goproxy.ProxyHttpServer
+	tr   *http.Transport
+	rt   goproxy.RoundTripper
+
+	pipes  pipePool
+	bufs   sync.Pool // *[]byte of genericBufSize
+	hellos sync.Pool // *[]byte of maxHelloBytes
+
+	mu        sync.Mutex
+	tunnels   map[*tunnel]struct{}
+	count     int
+	perClient map[netip.Addr]int
+	closing   bool
+	drained   chan struct{} // closed when closing and no tunnel is left
+	wg        sync.WaitGroup
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// dialHook, set only by tests, rewrites the checked address before the
+	// dial (loopback origins cannot all listen on the ports rows name).
+	dialHook func(netip.AddrPort) netip.AddrPort
+}
+
+// New returns a Server for opts. It does not listen; call Serve.
+func New(opts Options) (*Server, error) {
+	st, err := compileSettings(&opts.Config, opts.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Audit == nil {
+		opts.Audit = audit.New(opts.Logger)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	s := &Server{
+		log:       opts.Logger,
+		audit:     opts.Audit,
+		m:         newMetricSet(opts.Metrics),
+		learned:   opts.LearnedAddrs,
+		tunnels:   make(map[*tunnel]struct{}),
+		perClient: make(map[netip.Addr]int),
+		drained:   make(chan struct{}),
+	}
+	s.bufs.New = func() any { b := make([]byte, genericBufSize); return &b }
+	s.hellos.New = func() any { b := make([]byte, 0, maxHelloBytes); return &b }
+	s.cur.Store(st)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	// The transport for plain HTTP: no environment proxy, verified TLS (it
+	// never originates TLS, as only http:// URLs are forwarded), and a dialer
+	// that resolves, guards and dials what the policy decided.
+	s.tr = &http.Transport{
+		Proxy:                 nil,
+		DialContext:           s.dialPlain,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+	}
+	s.rt = goproxy.RoundTripperFunc(s.roundTrip)
+	s.gp = newGoproxy(s)
+
+	maxHeader := opts.Config.Limits.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = defaultMaxHeaderBytes
+	}
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: st.headerTO,
+		MaxHeaderBytes:    maxHeader,
+		IdleTimeout:       keepAliveIdle,
+		ErrorLog:          log.New(debugWriter{s.log}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+	}
+	return s, nil
+}
+
+// debugWriter turns net/http's and goproxy's log output into debug lines.
+type debugWriter struct{ l zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	if e := w.l.Debug(); e.Enabled() {
+		for len(p) > 0 && p[len(p)-1] == '\n' {
+			p = p[:len(p)-1]
+		}
+		e.Str(fieldComponent, audit.ComponentProxy).Str(fieldMsg, string(p)).Send()
+	}
+	return len(p), nil
+}
+
+// Printf implements goproxy.Logger.
+func (w debugWriter) Printf(format string, v ...any) {
+	if e := w.l.Debug(); e.Enabled() {
+		e.Str(fieldComponent, audit.ComponentProxy).Str(fieldMsg, fmt.Sprintf(format, v...)).Send()
+	}
+}
+
+// Serve accepts proxy clients (plain HTTP proxy protocol) on ln until
+// Shutdown; it then returns nil. It may be called for several listeners.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(listener{ln})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeTLS is Serve for a listener whose clients speak TLS to the proxy
+// itself (tls.listen); cfg supplies the certificate (see package certs).
+func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	return s.Serve(tls.NewListener(ln, cfg))
+}
+
+// Reload swaps in settings compiled from cfg and p. Open tunnels keep the
+// settings they started with; new connections get the new ones. On error
+// nothing changes.
+func (s *Server) Reload(cfg *config.Config, p *policy.Policy) error {
+	st, err := compileSettings(cfg, p)
+	if err != nil {
+		return err
+	}
+	s.cur.Store(st)
+	// Pooled plain-HTTP connections were guarded with the old settings.
+	s.tr.CloseIdleConnections()
+	return nil
+}
+
+// SetPolicy swaps in a new policy, keeping the other settings.
+func (s *Server) SetPolicy(p *policy.Policy) {
+	for {
+		old := s.cur.Load()
+		st := *old
+		st.pol = p
+		if s.cur.CompareAndSwap(old, &st) {
+			return
+		}
+	}
+}
+
+// Policy returns the running policy.
+func (s *Server) Policy() *policy.Policy { return s.cur.Load().pol }
+
+// ActiveTunnels returns the number of open tunnels.
+func (s *Server) ActiveTunnels() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.tunnels)
+}
+
+// Shutdown stops accepting, lets open tunnels and requests finish until ctx
+// is done, then closes what is left and waits for every goroutine of the
+// Server to end. It returns ctx's error when it had to close tunnels.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		if len(s.tunnels) == 0 {
+			close(s.drained)
+		}
+	}
+	s.mu.Unlock()
+	herr := s.http.Shutdown(ctx)
+	var err error
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if herr != nil {
+		_ = s.http.Close()
+	}
+	if err != nil {
+		s.mu.Lock()
+		n := len(s.tunnels)
+		for t := range s.tunnels {
+			t.abort(false, "shutdown")
+		}
+		s.mu.Unlock()
+		s.log.Info().Str(fieldComponent, audit.ComponentProxy).Int("tunnels", n).
+			Str(fieldMsg, "shutdown grace over, closed open tunnels").Send()
+	}
+	s.wg.Wait()
+	s.tr.CloseIdleConnections()
+	s.pipes.close()
+	s.cancel()
+	return err
+}
+
+// reserve counts a tunnel being opened for client against the limits.
+func (s *Server) reserve(st *settings, client netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.maxTunnels > 0 && s.count >= st.maxTunnels {
+		return false
+	}
+	if st.maxPerClient > 0 && s.perClient[client] >= st.maxPerClient {
+		return false
+	}
+	s.count++
+	s.perClient[client]++
+	return true
+}
+
+// unreserve undoes reserve.
+func (s *Server) unreserve(client netip.Addr) {
+	s.mu.Lock()
+	s.unreserveLocked(client)
+	s.mu.Unlock()
+}
+
+func (s *Server) unreserveLocked(client netip.Addr) {
+	s.count--
+	if n := s.perClient[client] - 1; n > 0 {
+		s.perClient[client] = n
+	} else {
+		delete(s.perClient, client)
+	}
+}
+
+// track registers a reserved tunnel and its two goroutines; it is false
+// once Shutdown started.
+func (s *Server) track(t *tunnel) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.tunnels[t] = struct{}{}
+	s.wg.Add(2)
+	s.m.tunnelOpened()
+	return true
+}
+
+// untrack forgets a tunnel and releases its reservation.
+func (s *Server) untrack(t *tunnel) {
+	s.mu.Lock()
+	delete(s.tunnels, t)
+	s.unreserveLocked(t.clientIP)
+	if s.closing && len(s.tunnels) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// refused writes a refusal line and counts the decision.
+func (s *Server) refused(client netip.Addr, host string, port int, r policy.Reason, proceeded bool) {
+	st := s.cur.Load()
+	s.m.decision(false, r, "")
+	s.audit.Refused(audit.Event{
+		Component: audit.ComponentProxy,
+		Client:    client.String(),
+		Host:      host,
+		Port:      port,
+		Reason:    r,
+		Mode:      st.mode,
+		Proceeded: proceeded,
+	})
+}
+
+// ruleLearned is the Rule of a CONNECT admitted because the DNS filter
+// handed out its address for an allowed name.
+const ruleLearned = "dns:learned-address"
+
+// admit turns a decision into admission: allowed decisions, IP literals the
+// DNS filter handed out (when that is on), and in learn mode the refusals
+// learn mode lets through (logged as "would deny"). Refusals are logged and
+// counted here.
+func (s *Server) admit(st *settings, client netip.Addr, d policy.Decision) (policy.Decision, bool) {
+	if d.Allowed() {
+		s.m.decision(true, policy.ReasonNone, d.Offering)
+		return d, true
+	}
+	if d.Reason == policy.IPLiteral && st.admitLearned && s.learned != nil && d.Addr.IsValid() && s.learned.Learned(d.Addr) {
+		d.Verdict, d.Reason, d.Rule = policy.Allow, policy.ReasonNone, ruleLearned
+		s.m.decision(true, policy.ReasonNone, "")
+		return d, true
+	}
+	proceed := st.learn && d.Reason.Learnable()
+	s.refused(client, d.Host, d.Port, d.Reason, proceed)
+	return d, proceed
+}
+
+// remoteIP parses the client address of a request.
+func remoteIP(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// ServeHTTP implements http.Handler: CONNECT is handled here; everything
+// else is decided here and forwarded through goproxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := s.cur.Load()
+	client := remoteIP(r.RemoteAddr)
+	if r.Method == http.MethodConnect {
+		s.serveConnect(w, r, st, client)
+		return
+	}
+	s.servePlain(w, r, st, client)
+}

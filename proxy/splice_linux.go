@@ -1,0 +1,224 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// Zero-copy relaying between two TCP sockets with splice(2).
+//
+// Go's own io.Copy between two *net.TCPConn splices too, but it holds a pipe
+// (two descriptors) for as long as the copy blocks waiting for data: an idle
+// tunnel then costs six descriptors. Here a direction waits for readability
+// without a pipe (syscall.RawConn.Read), takes a pipe from a small pool while
+// data flows, and gives it back as soon as the socket would block, so an idle
+// tunnel holds only its two sockets.
+
+const (
+	spliceMove     = 0x1 // SPLICE_F_MOVE
+	spliceNonblock = 0x2 // SPLICE_F_NONBLOCK
+	// maxSplice is the most one splice(2) call moves; the pipe is sized to it.
+	maxSplice = 1 << 20
+	// maxIdlePipes bounds the pipes kept for reuse.
+	maxIdlePipes = 64
+)
+
+// pipe is a pipe used as splice's kernel buffer.
+type pipe struct {
+	r, w int
+}
+
+// pipePool reuses pipes. It is safe for concurrent use.
+type pipePool struct {
+	mu     sync.Mutex
+	free   []*pipe
+	closed bool
+}
+
+func (pp *pipePool) get() (*pipe, error) {
+	pp.mu.Lock()
+	if n := len(pp.free); n > 0 {
+		p := pp.free[n-1]
+		pp.free = pp.free[:n-1]
+		pp.mu.Unlock()
+		return p, nil
+	}
+	pp.mu.Unlock()
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return nil, err
+	}
+	// A larger pipe moves more per call; a smaller one (when the limit is
+	// lower) still works.
+	_, _ = fcntl(fds[1], syscall.F_SETPIPE_SZ, maxSplice)
+	return &pipe{r: fds[0], w: fds[1]}, nil
+}
+
+// put returns an empty pipe for reuse (or closes it when the pool is full).
+func (pp *pipePool) put(p *pipe) {
+	pp.mu.Lock()
+	if !pp.closed && len(pp.free) < maxIdlePipes {
+		pp.free = append(pp.free, p)
+		pp.mu.Unlock()
+		return
+	}
+	pp.mu.Unlock()
+	p.close()
+}
+
+// close closes the pooled pipes; later puts close their pipe.
+func (pp *pipePool) close() {
+	pp.mu.Lock()
+	free := pp.free
+	pp.free, pp.closed = nil, true
+	pp.mu.Unlock()
+	for _, p := range free {
+		p.close()
+	}
+}
+
+func (p *pipe) close() {
+	_ = syscall.Close(p.r)
+	_ = syscall.Close(p.w)
+}
+
+func fcntl(fd, cmd, arg int) (int, error) {
+	r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), uintptr(cmd), uintptr(arg))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// splicer moves one direction of a tunnel between two TCP sockets. Its
+// callbacks are method values made once, so the loop does not allocate.
+//
+// The drain callback runs inside syscall.RawConn.Read: when the source has
+// nothing to read it gives its pipe back and returns false, and RawConn.Read
+// then parks the goroutine on the poller until the socket is readable,
+// holding no pipe. (Parking after our own EAGAIN, without a readiness reset
+// in between, is what makes this free of lost wake-ups.)
+type splicer struct {
+	pool     *pipePool
+	src, dst syscall.RawConn
+
+	pipe   *pipe
+	inPipe int   // bytes in the pipe
+	n      int   // result of the last splice
+	err    error // error of the last splice
+	moved  bool  // anything moved yet
+
+	drainFn, pumpFn func(uintptr) bool
+}
+
+func newSplicer(pool *pipePool, src, dst *net.TCPConn) (*splicer, error) {
+	rs, err := src.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	ws, err := dst.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &splicer{pool: pool, src: rs, dst: ws}
+	s.drainFn, s.pumpFn = s.drain, s.pump
+	return s, nil
+}
+
+// drain moves what the source socket holds into the pipe; with nothing to
+// read it releases the pipe and asks to wait.
+func (s *splicer) drain(fd uintptr) bool {
+	for {
+		if s.pipe == nil {
+			p, err := s.pool.get()
+			if err != nil {
+				s.err = err
+				return true
+			}
+			s.pipe = p
+		}
+		n, err := syscall.Splice(int(fd), nil, s.pipe.w, nil, maxSplice, spliceMove|spliceNonblock)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			// The pipe is empty here: pump emptied it.
+			s.pool.put(s.pipe)
+			s.pipe = nil
+			return false
+		}
+		s.n, s.err = int(n), err
+		return true
+	}
+}
+
+// pump moves the pipe's bytes to the destination socket, waiting for it to
+// be writable when it is full.
+func (s *splicer) pump(fd uintptr) bool {
+	for s.inPipe > 0 {
+		n, err := syscall.Splice(s.pipe.r, nil, int(fd), nil, s.inPipe, spliceMove|spliceNonblock)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return false
+		}
+		if err != nil {
+			s.err = err
+			return true
+		}
+		s.inPipe -= int(n)
+		s.n += int(n)
+	}
+	return true
+}
+
+// errSpliceUnsupported means the sockets cannot be spliced; nothing was moved.
+var errSpliceUnsupported = errors.New("splice not supported")
+
+// step waits until the source is readable and moves one chunk (what the
+// socket held, up to maxSplice) to the destination. It returns the bytes
+// moved, whether the source reached EOF, and the error: a wait error
+// (deadline, closed socket) as is.
+func (s *splicer) step() (moved int64, eof bool, err error) {
+	s.n, s.err = 0, nil
+	if err := s.src.Read(s.drainFn); err != nil {
+		return 0, false, err
+	}
+	switch {
+	case s.err == syscall.EINVAL && !s.moved:
+		return 0, false, errSpliceUnsupported
+	case s.err != nil:
+		return 0, false, s.err
+	case s.n == 0:
+		return 0, true, nil
+	}
+	s.inPipe, s.n = s.n, 0
+	err = s.dst.Write(s.pumpFn)
+	moved = int64(s.n)
+	s.moved = true
+	if err == nil {
+		err = s.err
+	}
+	return moved, false, err
+}
+
+// release gives back or closes the pipe still held.
+func (s *splicer) release() {
+	if s.pipe == nil {
+		return
+	}
+	if s.inPipe == 0 {
+		s.pool.put(s.pipe)
+	} else {
+		s.pipe.close()
+	}
+	s.pipe, s.inPipe = nil, 0
+}
+
+// spliceSupported reports whether this build can splice.
+const spliceSupported = true

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package proxy
+
+import (
+	"errors"
+	"net"
+)
+
+// pipePool is a stub where splice(2) does not exist.
+type pipePool struct{}
+
+func (pp *pipePool) close() {}
+
+// splicer is a stub where splice(2) does not exist.
+type splicer struct{}
+
+var errSpliceUnsupported = errors.New("splice not supported")
+
+func newSplicer(*pipePool, *net.TCPConn, *net.TCPConn) (*splicer, error) {
+	return nil, errSpliceUnsupported
+}
+
+func (s *splicer) step() (int64, bool, error) { return 0, false, errSpliceUnsupported }
+
+func (s *splicer) release() {}
+
+const spliceSupported = false

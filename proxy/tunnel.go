@@ -1,0 +1,398 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/policy"
+)
+
+// Tunnel kinds, as logged.
+const (
+	kindConnect   = "connect"
+	kindWebsocket = "websocket"
+)
+
+// genericBufSize is the user-space buffer of a direction that cannot splice
+// (a TLS client connection).
+const genericBufSize = 16 << 10
+
+var (
+	errIdle    = errors.New("idle timeout")
+	errRefused = errors.New("refused by the ClientHello check")
+	errHelloTO = errors.New("no ClientHello in time")
+)
+
+// tunnel is one relayed connection pair: a CONNECT tunnel or an upgraded
+// websocket. It is created allowed and tracked by its Server until both
+// directions end.
+type tunnel struct {
+	s        *Server
+	st       *settings
+	kind     string
+	client   net.Conn // *net.TCPConn, or *tls.Conn on the TLS listener
+	origin   *net.TCPConn
+	clientIP netip.Addr
+	dec      policy.Decision
+	// toOrigin are client bytes the request parser had already buffered;
+	// toClient are origin bytes already read (a websocket's 101 answer).
+	toOrigin, toClient []byte
+	inspect            bool // run the ClientHello check on the client's first bytes
+	start              time.Time
+
+	up, down       int64 // bytes each way; each written by its own direction
+	upErr, downErr error
+	ended          atomic.Int32
+	aborted        atomic.Bool
+	endReason      atomic.Pointer[string]
+	lastActive     atomic.Int64 // unix nanoseconds; kept only with an idle timeout
+}
+
+// run starts the two directions. The Server has already counted the tunnel
+// in its WaitGroup (two goroutines).
+func (t *tunnel) run() {
+	if t.st.idleTO > 0 {
+		t.lastActive.Store(time.Now().UnixNano())
+	}
+	go t.upward()
+	go t.downward()
+}
+
+func (t *tunnel) upward() {
+	defer t.s.wg.Done()
+	var n int64
+	var err error
+	if t.inspect {
+		n, err = t.checkHello()
+	} else if len(t.toOrigin) > 0 {
+		var k int
+		k, err = t.origin.Write(t.toOrigin)
+		n = int64(k)
+	}
+	t.toOrigin = nil
+	if err == nil {
+		var k int64
+		k, err = t.relay(t.origin, t.client, true)
+		n += k
+	}
+	t.up, t.upErr = n, err
+	t.end(true, err)
+}
+
+func (t *tunnel) downward() {
+	defer t.s.wg.Done()
+	var n int64
+	var err error
+	if len(t.toClient) > 0 {
+		var k int
+		k, err = t.client.Write(t.toClient)
+		n = int64(k)
+		t.toClient = nil
+	}
+	if err == nil {
+		var k int64
+		k, err = t.relay(t.client, t.origin, false)
+		n += k
+	}
+	t.down, t.downErr = n, err
+	t.end(false, err)
+}
+
+// end finishes one direction: a clean EOF is propagated as a half-close,
+// an error closes the whole tunnel. The second direction to end releases it.
+func (t *tunnel) end(up bool, err error) {
+	if err == nil {
+		if up {
+			_ = t.origin.CloseWrite()
+		} else {
+			closeWrite(t.client)
+		}
+	} else if !errors.Is(err, net.ErrClosed) {
+		t.abort(!errors.Is(err, errRefused), "")
+	}
+	if t.ended.Add(1) == 2 {
+		t.release()
+	}
+}
+
+// abort closes both connections, with a reset (RST) when reset is true so
+// that a peer's reset reaches the other side as one. why, when not empty,
+// is logged as the tunnel's end reason.
+func (t *tunnel) abort(reset bool, why string) {
+	if why != "" {
+		t.endReason.CompareAndSwap(nil, &why)
+	}
+	if !t.aborted.CompareAndSwap(false, true) {
+		return
+	}
+	if reset {
+		_ = t.origin.SetLinger(0)
+		if tc, ok := t.client.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+	}
+	_ = t.client.Close()
+	_ = t.origin.Close()
+}
+
+// release closes what is left, untracks the tunnel and writes its close line.
+func (t *tunnel) release() {
+	_ = t.client.Close()
+	_ = t.origin.Close()
+	d := time.Since(t.start)
+	t.s.untrack(t)
+	t.s.m.tunnelClosed(d)
+	var e = t.s.log.Debug()
+	if t.st.tunnelsInfo {
+		e = t.s.log.Info()
+	}
+	if !e.Enabled() {
+		return
+	}
+	e.Str(fieldComponent, audit.ComponentProxy).
+		Str(fieldKind, t.kind).
+		Str(audit.FieldClient, t.clientIP.String()).
+		Str(audit.FieldHost, t.dec.Host).
+		Int(audit.FieldPort, t.dec.Port).
+		Str(fieldRule, t.dec.Rule).
+		Str(fieldOffering, t.dec.Offering).
+		Int64(fieldBytesUp, t.up).
+		Int64(fieldBytesDown, t.down).
+		Float64(fieldDuration, d.Seconds())
+	if r := t.endReason.Load(); r != nil {
+		e.Str(fieldEnd, *r)
+	} else if err := firstErr(t.upErr, t.downErr); err != nil {
+		e.Str(fieldEnd, err.Error())
+	}
+	e.Str(fieldMsg, msgTunnelClosed).Send()
+}
+
+func firstErr(a, b error) error {
+	for _, e := range []error{a, b} {
+		if e != nil && !errors.Is(e, net.ErrClosed) {
+			return e
+		}
+	}
+	return nil
+}
+
+// relay copies src to dst until EOF (nil error) or failure, splicing when
+// both are TCP sockets.
+func (t *tunnel) relay(dst, src net.Conn, up bool) (int64, error) {
+	if spliceSupported {
+		ds, ok1 := dst.(*net.TCPConn)
+		ss, ok2 := src.(*net.TCPConn)
+		if ok1 && ok2 {
+			n, err := t.relaySplice(ds, ss, up)
+			if err != errSpliceUnsupported {
+				return n, err
+			}
+		}
+	}
+	return t.relayGeneric(dst, src, up)
+}
+
+func (t *tunnel) relaySplice(dst, src *net.TCPConn, up bool) (int64, error) {
+	sp, err := newSplicer(&t.s.pipes, src, dst)
+	if err != nil {
+		return 0, errSpliceUnsupported
+	}
+	defer sp.release()
+	idle := t.st.idleTO
+	var n int64
+	for {
+		if idle > 0 {
+			_ = src.SetReadDeadline(time.Unix(0, t.lastActive.Load()).Add(idle))
+		}
+		k, eof, err := sp.step()
+		if k > 0 {
+			n += k
+			t.s.m.addBytes(up, k)
+			if idle > 0 {
+				t.lastActive.Store(time.Now().UnixNano())
+			}
+		}
+		switch {
+		case eof:
+			return n, nil
+		case err == nil:
+			continue
+		case err == errSpliceUnsupported && n == 0:
+			return 0, err
+		case idle > 0 && errors.Is(err, os.ErrDeadlineExceeded):
+			if time.Since(time.Unix(0, t.lastActive.Load())) < idle {
+				continue
+			}
+			t.abort(false, errIdle.Error())
+			return n, errIdle
+		}
+		return n, err
+	}
+}
+
+func (t *tunnel) relayGeneric(dst, src net.Conn, up bool) (int64, error) {
+	bp := t.s.bufs.Get().(*[]byte)
+	defer t.s.bufs.Put(bp)
+	buf := *bp
+	idle := t.st.idleTO
+	var n int64
+	for {
+		if idle > 0 {
+			_ = src.SetReadDeadline(time.Unix(0, t.lastActive.Load()).Add(idle))
+		}
+		k, rerr := src.Read(buf)
+		if k > 0 {
+			w, werr := dst.Write(buf[:k])
+			n += int64(w)
+			t.s.m.addBytes(up, int64(w))
+			if idle > 0 {
+				t.lastActive.Store(time.Now().UnixNano())
+			}
+			if werr != nil {
+				return n, werr
+			}
+		}
+		switch {
+		case rerr == nil:
+			continue
+		case rerr == io.EOF:
+			return n, nil
+		case idle > 0 && errors.Is(rerr, os.ErrDeadlineExceeded):
+			if time.Since(time.Unix(0, t.lastActive.Load())) < idle {
+				continue
+			}
+			t.abort(false, errIdle.Error())
+			return n, errIdle
+		}
+		return n, rerr
+	}
+}
+
+// closeWrite half-closes c's sending side when it can.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+}
+
+// tlsAccessDenied is a TLS fatal alert record, access_denied (RFC 8446
+// section 6.2), sent to a client whose ClientHello is refused so that its
+// TLS stack reports a clear error instead of a bare close.
+var tlsAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31}
+
+// checkHello reads the client's first bytes (after what the request parser
+// buffered), runs the SNI and not-tls checks and forwards the bytes read when
+// the tunnel may go on. It returns the bytes forwarded.
+func (t *tunnel) checkHello() (int64, error) {
+	bp := t.s.hellos.Get().(*[]byte)
+	defer t.s.hellos.Put(bp)
+	b := append((*bp)[:0], t.toOrigin...)
+	c := t.client
+	timed := false
+	arm := func() {
+		if !timed {
+			timed = true
+			_ = c.SetReadDeadline(time.Now().Add(t.st.headerTO))
+		}
+	}
+	if t.dec.TLSOnly {
+		// Agents speak TLS first on these rows: the hello must come in time.
+		arm()
+	}
+	var (
+		sni []byte
+		st  helloStatus
+		eof bool
+	)
+	for {
+		sni, st = parseClientHello(b)
+		if st != helloNeedMore {
+			break
+		}
+		if len(b) > 0 {
+			arm()
+		}
+		if len(b) == cap(b) {
+			st = helloNotTLS
+			break
+		}
+		k, err := c.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err == nil {
+			continue
+		}
+		if err == io.EOF {
+			eof = true
+			break
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.abort(false, errHelloTO.Error())
+			return 0, errHelloTO
+		}
+		return 0, err
+	}
+	if timed {
+		_ = c.SetReadDeadline(time.Time{})
+	}
+	if !eof || len(b) > 0 {
+		switch st {
+		case helloNotTLS:
+			if t.dec.TLSOnly && !t.refuseInTunnel(policy.NotTLS) {
+				return 0, errRefused
+			}
+		case helloOK:
+			if sni != nil && !t.sniMatches(sni) && !t.refuseInTunnel(policy.SNIMismatch) {
+				return 0, errRefused
+			}
+		}
+	}
+	var n int
+	var err error
+	if len(b) > 0 {
+		n, err = t.origin.Write(b)
+		t.s.m.addBytes(true, int64(n))
+	}
+	if err == nil && eof {
+		// The client closed its side right after its first bytes: relay
+		// finds the EOF again and half-closes the origin.
+		return int64(n), nil
+	}
+	return int64(n), err
+}
+
+// sniMatches reports whether a ClientHello's server name fits the tunnel:
+// the CONNECT target itself, or, for a tunnel to an IP literal, a name the
+// policy admits on the tunnel's port.
+func (t *tunnel) sniMatches(sni []byte) bool {
+	if t.dec.Addr.IsValid() {
+		d := t.st.pol.Decide(policy.Dest{Host: string(sni), Port: t.dec.Port})
+		return d.Allowed()
+	}
+	return sameHost(sni, t.dec.Host)
+}
+
+// refuseInTunnel handles a refusal found in a tunnel's first bytes. It
+// reports whether the tunnel may go on (learn mode, sni: log).
+func (t *tunnel) refuseInTunnel(r policy.Reason) bool {
+	proceed := t.st.learn || t.st.sni == sniLog
+	t.s.refused(t.clientIP, t.dec.Host, t.dec.Port, r, proceed)
+	if proceed {
+		return true
+	}
+	_ = t.client.SetWriteDeadline(time.Now().Add(t.st.headerTO))
+	if r == policy.SNIMismatch {
+		_, _ = t.client.Write(tlsAccessDenied)
+	} else {
+		_, _ = io.WriteString(t.client, denyResponse(t.dec.Host, t.dec.Port, r))
+	}
+	why := r.String()
+	t.abort(false, why)
+	return false
+}
