@@ -80,7 +80,6 @@ func TestPatternEdges(t *testing.T) {
 		{"ipv6 bracketed", dest("[2001:db8::1]", 443), denied(policy.IPLiteral)},
 		{"ipv6 loopback", dest("::1", 443), denied(policy.IPLiteral)},
 		{"ipv4-mapped ipv6", dest("::ffff:1.2.3.4", 443), denied(policy.IPLiteral)},
-		{"ipv6 with zone", dest("fe80::1%eth0", 443), denied(policy.IPLiteral)},
 		{"ipv4 as one number", dest("2130706433", 443), denied(policy.IPLiteral)},
 		{"ipv4 hex short form", dest("0x7f.1", 443), denied(policy.IPLiteral)},
 		{"ipv4 short form", dest("127.1", 443), denied(policy.IPLiteral)},
@@ -114,6 +113,12 @@ func TestPatternEdges(t *testing.T) {
 		{"port 65535", dest("management.azure.com", 65535), denied(policy.PortNotAllowed)},
 		{"port 1", dest("management.azure.com", 1), denied(policy.PortNotAllowed)},
 		{"another port", dest("management.azure.com", 22), denied(policy.PortNotAllowed)},
+	})
+	t.Run("ipv6 with zone", func(t *testing.T) {
+		// refused either way: ip-literal (a zoned address) or invalid-host (policy-bugs.md #6's fix)
+		if got := p.Decide(dest("fe80::1%eth0", 443)); got.Reason != policy.IPLiteral && got.Reason != policy.InvalidHost {
+			t.Errorf("fe80::1%%eth0: %s %q", got.Verdict, got.Reason)
+		}
 	})
 	t.Run("normalized host in the decision", func(t *testing.T) {
 		got := p.Decide(dest("Management.Azure.Com.", 443))
@@ -476,10 +481,19 @@ func TestNormalizeHost(t *testing.T) {
 		{"punycode", "XN--BCHER-KVA.example", "xn--bcher-kva.example", true},
 		// an IPv6 zone is either refused or lower-cased: never upper case in a valid result
 		{"ipv6 zone upper case", "fe80::1%ETH0", "fe80::1%eth0", false},
+		// fuzz crasher (FuzzSplitHostPort/crash-zone-with-bracket): a zone of "[" passes as a valid host
+		{"ipv6 zone with a bracket", "[::%[]", "", false},
+		// fuzz crasher (FuzzNormalizeHost/crash-zone-trailing-dot): "::%0000." then "::%0000"
+		{"ipv6 zone with a trailing dot", "[::0%0000.]", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := policy.NormalizeHost(tc.in)
+			if ok {
+				if again, ok2 := policy.NormalizeHost(got); !ok2 || again != got {
+					t.Errorf("NormalizeHost(%q) = %q; again %q, %v: not idempotent", tc.in, got, again, ok2)
+				}
+			}
 			if tc.name == "ipv6 zone upper case" {
 				if ok && got != strings.ToLower(got) {
 					t.Errorf("NormalizeHost(%q) = %q, true: upper case in a valid result", tc.in, got)
