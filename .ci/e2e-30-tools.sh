@@ -14,8 +14,11 @@ export PATH=$PATH:/usr/local/go/bin
 
 TMP=$(mktemp -d)
 SQUID_PID=""
+SERVE_PID=""
+ORIGIN_PID=""
 CREATED_POLICY_RC=""
 cleanup() {
+  for p in $SERVE_PID $ORIGIN_PID; do kill "$p" 2>/dev/null || true; done
   if [ -n "$SQUID_PID" ] && kill -0 "$SQUID_PID" 2>/dev/null; then
     kill "$SQUID_PID" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$SQUID_PID" 2>/dev/null || break; sleep 0.1; done
@@ -79,6 +82,66 @@ say "agent-config"
 grep -q 'azcmagent config set proxy.url "http://arcfence.corp.example:3128"' "$TMP/agent.txt" || fail "agent-config: no azcmagent line"
 grep -q -- '--proxy-skip-range' "$TMP/agent.txt" || fail "agent-config: no connectedk8s line"
 
+free_port() { # a loopback port nothing listens on, from $1 upwards
+  local p
+  for p in $(seq "$1" $(( $1 + 200 ))); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+wait_port() { # wait_port PORT PID: until something listens, bounded
+  for _ in $(seq 1 150); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
+# arcfence check through a running arcfence: an allow entry leads to a loopback
+# TLS origin (openssl s_server); catalog names go to a resolver on a closed
+# loopback port, so they fail to resolve (502) and nothing leaves the machine.
+if "$AF" serve --help >/dev/null 2>&1 && command -v openssl >/dev/null; then
+  say "check through a running arcfence"
+  OPORT=$(free_port 24443) || fail "no free port"
+  PPORT=$(free_port 25128) || fail "no free port"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$TMP/origin.key" -out "$TMP/origin.pem" >/dev/null 2>&1 || fail "openssl req"
+  openssl s_server -accept "127.0.0.1:$OPORT" -cert "$TMP/origin.pem" -key "$TMP/origin.key" -quiet -naccept 100 \
+    </dev/null >"$TMP/s_server.log" 2>&1 &
+  ORIGIN_PID=$!
+  cat > "$TMP/serve.yaml" <<YAML
+listen: 127.0.0.1:$PPORT
+regions: [eastus2]
+offerings: [esu]
+allow: ["127.0.0.1:$OPORT"]
+allow_ranges: [127.0.0.0/8]
+resolver: 127.0.0.1:1
+admin: {listen: ""}
+YAML
+  "$AF" serve --config "$TMP/serve.yaml" >"$TMP/serve.log" 2>&1 &
+  SERVE_PID=$!
+  wait_port "$OPORT" "$ORIGIN_PID" || { cat "$TMP/s_server.log"; fail "openssl s_server did not start"; }
+  wait_port "$PPORT" "$SERVE_PID" || { tail -20 "$TMP/serve.log"; fail "arcfence serve did not start"; }
+  set +e
+  "$AF" check --config "$TMP/serve.yaml" --proxy --ca-file "$TMP/origin.pem" --timeout 10s --json > "$TMP/check.json"
+  rc=$?
+  "$AF" check --config "$TMP/serve.yaml" --proxy --ca-file "$TMP/origin.pem" --timeout 10s > "$TMP/check.txt"
+  set -e
+  kill "$SERVE_PID" "$ORIGIN_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$SERVE_PID" "$ORIGIN_PID" 2>/dev/null || true
+  cat "$TMP/check.txt"
+  [ "$rc" = 1 ] || fail "check exit code $rc; want 1 (the catalog names cannot resolve here)"
+  grep -q "\"endpoint\":\"127.0.0.1:$OPORT\".*\"reachable\":true,\"tls_ok\":true" "$TMP/check.json" \
+    || fail "check: the allowed loopback origin is not reachable with verified TLS through arcfence"
+  grep -q '"endpoint":"management.azure.com:443".*"reachable":false.*proxy answered 502' "$TMP/check.json" \
+    || fail "check: management.azure.com should fail with the proxy's 502 (no resolver)"
+else
+  say "arcfence serve or openssl not available: skipping the check-through-arcfence part"
+fi
+
 if ! command -v squid >/dev/null; then
   say "installing squid"
   if ! apt_install squid; then
@@ -95,12 +158,7 @@ chmod 711 "$TMP"   # Squid drops to its own user (proxy), which must reach $SQ
 chmod 1777 "$SQ"
 cp "$TMP/out.squid" "$SQ/arcfence.conf"
 cp "$TMP/all.squid" "$SQ/arcfence-all.conf"
-# a free loopback port
-PORT=""
-for p in $(seq 23128 23228); do
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-done
-[ -n "$PORT" ] || fail "no free port"
+PORT=$(free_port 23128) || fail "no free port"
 mkconf() { # mkconf FRAGMENT
   cat <<EOF
 http_port 127.0.0.1:$PORT
@@ -138,13 +196,7 @@ say "starting squid on 127.0.0.1:$PORT"
 rm -f "$SQ/cache.log" "$SQ/access.log"   # the parse runs may have left them owned by root
 squid -N -f "$SQ/squid.conf" > "$SQ/run.log" 2>&1 &
 SQUID_PID=$!
-up=""
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=1; break; fi
-  kill -0 "$SQUID_PID" 2>/dev/null || break
-  sleep 0.2
-done
-[ -n "$up" ] || { cat "$SQ/run.log" "$SQ/cache.log" 2>/dev/null | tail -30; fail "squid did not start"; }
+wait_port "$PORT" "$SQUID_PID" || { cat "$SQ/run.log" "$SQ/cache.log" 2>/dev/null | tail -30; fail "squid did not start"; }
 
 # connect_code URL: the proxy's answer to the CONNECT (https) or the request (http)
 code() {
