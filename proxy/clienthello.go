@@ -30,25 +30,28 @@ const (
 )
 
 // parseClientHello inspects b, the first bytes a client sent in a tunnel.
-// On helloOK, sni is the host_name of the server_name extension (a sub-slice
-// of b, nil when the extension is absent).
-func parseClientHello(b []byte) (sni []byte, st helloStatus) {
+// On helloOK, sni is the host_name of the server_name extension (nil when
+// the extension is absent): a sub-slice of b, or of scratch when the
+// message is spread over several records, in which case it is reassembled
+// there. scratch needs a capacity of maxHelloBytes; it may be nil when b is
+// known to hold one record.
+func parseClientHello(b, scratch []byte) (sni []byte, st helloStatus) {
 	if len(b) == 0 {
 		return nil, helloNeedMore
 	}
 	if b[0] != recordTypeHandshake {
 		return nil, helloNotTLS
 	}
-	// Reassemble the handshake message from consecutive handshake records
-	// without copying: walk the records and collect the message length first.
+	// Walk the records, learning the message length from the first four
+	// handshake bytes, until the whole message is here.
 	var (
-		msgLen  = -1 // handshake body length, once known
-		have    int  // handshake bytes seen so far
+		msgLen  = -1
+		total   int // handshake bytes seen
 		hdr     [4]byte
-		hdrHave int
+		hb      int // handshake header bytes collected
 		off     int
+		records int
 	)
-	// First pass: learn the message length and whether it is all here.
 	for {
 		if len(b)-off < recordHeaderLen {
 			if !plausibleRecordPrefix(b[off:]) {
@@ -60,7 +63,7 @@ func parseClientHello(b []byte) (sni []byte, st helloStatus) {
 			return nil, helloNotTLS
 		}
 		rlen := int(b[off+3])<<8 | int(b[off+4])
-		if rlen == 0 || rlen > 1<<14+256 {
+		if rlen == 0 || rlen > 1<<14 {
 			return nil, helloNotTLS
 		}
 		body := b[off+recordHeaderLen:]
@@ -68,47 +71,46 @@ func parseClientHello(b []byte) (sni []byte, st helloStatus) {
 		if complete {
 			body = body[:rlen]
 		}
-		for _, c := range body {
-			if hdrHave < 4 {
-				hdr[hdrHave] = c
-				hdrHave++
-				if hdrHave == 4 {
-					if hdr[0] != handshakeClientHello {
-						return nil, helloNotTLS
-					}
-					msgLen = int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
-					if msgLen+4+recordHeaderLen > maxHelloBytes {
-						return nil, helloNotTLS
-					}
-				}
-				continue
+		records++
+		for i := 0; i < len(body) && hb < 4; i++ {
+			hdr[hb] = body[i]
+			hb++
+		}
+		total += len(body)
+		if msgLen < 0 && hb == 4 {
+			if hdr[0] != handshakeClientHello {
+				return nil, helloNotTLS
 			}
-			have++
-			if have >= msgLen {
-				break
+			msgLen = int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3])
+			if msgLen+4+recordHeaderLen > maxHelloBytes {
+				return nil, helloNotTLS
 			}
 		}
-		if hdrHave == 4 && have >= msgLen {
+		if msgLen >= 0 && total >= 4+msgLen {
 			break
 		}
 		if !complete {
 			return nil, helloNeedMore
 		}
 		off += recordHeaderLen + rlen
-		if off > maxHelloBytes {
+		if off >= maxHelloBytes {
 			return nil, helloNotTLS
 		}
 	}
-	// The message is complete. When it fits in the first record (the usual
-	// case) parse it in place; otherwise it is spread over records and is
-	// parsed through a record-skipping reader.
-	first := int(b[3])<<8 | int(b[4])
-	if 4+msgLen <= first {
+	if records == 1 {
 		return parseHelloBody(b[recordHeaderLen+4 : recordHeaderLen+4+msgLen])
 	}
-	r := recordReader{b: b}
-	r.skip(4)
-	return parseHelloSpread(&r, msgLen)
+	if cap(scratch) < 4+msgLen {
+		return nil, helloNotTLS
+	}
+	m := scratch[:0]
+	for o := 0; len(m) < 4+msgLen; {
+		rlen := int(b[o+3])<<8 | int(b[o+4])
+		body := b[o+recordHeaderLen:]
+		m = append(m, body[:min(rlen, len(body))]...)
+		o += recordHeaderLen + rlen
+	}
+	return parseHelloBody(m[4 : 4+msgLen])
 }
 
 // plausibleRecordPrefix reports whether p (shorter than a record header)
@@ -126,179 +128,107 @@ func plausibleRecordPrefix(p []byte) bool {
 	return true
 }
 
-// parseHelloBody parses a ClientHello body held in one contiguous slice.
-func parseHelloBody(m []byte) ([]byte, helloStatus) {
-	r := recordReader{flat: m}
-	return parseHelloSpread(&r, len(m))
+// reader reads a ClientHello body; out-of-range reads set bad.
+type reader struct {
+	b   []byte
+	bad bool
 }
 
-// recordReader reads handshake bytes either from a flat slice or from a
-// sequence of TLS records, skipping their headers. Server names longer than
-// one record fragment cannot occur (a name is at most 255 bytes) except at a
-// record boundary, where sub reports failure and the hello counts as not-tls.
-type recordReader struct {
-	flat []byte // contiguous handshake bytes, when set
-	b    []byte // records, when flat is nil
-	off  int    // offset in b of the next unread byte
-	left int    // bytes left in the current record
-	bad  bool
-}
-
-func (r *recordReader) next() (byte, bool) {
-	if r.flat != nil {
-		if len(r.flat) == 0 {
-			r.bad = true
-			return 0, false
-		}
-		c := r.flat[0]
-		r.flat = r.flat[1:]
-		return c, true
-	}
-	for r.left == 0 {
-		if len(r.b)-r.off < recordHeaderLen {
-			r.bad = true
-			return 0, false
-		}
-		r.left = int(r.b[r.off+3])<<8 | int(r.b[r.off+4])
-		r.off += recordHeaderLen
-	}
-	if r.off >= len(r.b) {
+func (r *reader) u8() int {
+	if len(r.b) < 1 {
 		r.bad = true
-		return 0, false
+		return 0
 	}
-	c := r.b[r.off]
-	r.off++
-	r.left--
-	return c, true
-}
-
-func (r *recordReader) skip(n int) {
-	if r.flat != nil {
-		if n > len(r.flat) {
-			r.bad = true
-			r.flat = r.flat[:0]
-			return
-		}
-		r.flat = r.flat[n:]
-		return
-	}
-	for ; n > 0 && !r.bad; n-- {
-		r.next()
-	}
-}
-
-func (r *recordReader) u8() int {
-	c, _ := r.next()
+	c := r.b[0]
+	r.b = r.b[1:]
 	return int(c)
 }
 
-func (r *recordReader) u16() int {
-	return r.u8()<<8 | r.u8()
+func (r *reader) u16() int {
+	if len(r.b) < 2 {
+		r.bad = true
+		r.b = r.b[:0]
+		return 0
+	}
+	v := int(r.b[0])<<8 | int(r.b[1])
+	r.b = r.b[2:]
+	return v
 }
 
-// sub returns the next n bytes as one slice, when they are contiguous.
-func (r *recordReader) sub(n int) []byte {
-	if r.flat != nil {
-		if n > len(r.flat) {
-			r.bad = true
-			return nil
-		}
-		s := r.flat[:n]
-		r.flat = r.flat[n:]
-		return s
-	}
-	if r.left == 0 {
-		if _, ok := r.next(); !ok {
-			return nil
-		}
-		r.off--
-		r.left++
-	}
-	if n > r.left || r.off+n > len(r.b) {
+func (r *reader) bytes(n int) []byte {
+	if n > len(r.b) {
 		r.bad = true
+		r.b = r.b[:0]
 		return nil
 	}
-	s := r.b[r.off : r.off+n]
-	r.off += n
-	r.left -= n
+	s := r.b[:n]
+	r.b = r.b[n:]
 	return s
 }
 
-// parseHelloSpread parses a ClientHello body of msgLen bytes from r.
-func parseHelloSpread(r *recordReader, msgLen int) ([]byte, helloStatus) {
-	read := 0
-	take := func(n int) { read += n }
-	r.skip(2 + 32) // legacy_version, random
-	take(34)
-	sid := r.u8()
-	if sid > 32 {
+// parseHelloBody parses a ClientHello body (RFC 8446 section 4.1.2) and
+// returns its server name (RFC 6066 section 3).
+func parseHelloBody(m []byte) ([]byte, helloStatus) {
+	r := reader{b: m}
+	r.bytes(2 + 32) // legacy_version, random
+	if sid := r.u8(); sid > 32 {
+		return nil, helloNotTLS
+	} else {
+		r.bytes(sid)
+	}
+	if cs := r.u16(); cs < 2 || cs%2 != 0 {
+		return nil, helloNotTLS
+	} else {
+		r.bytes(cs)
+	}
+	if comp := r.u8(); comp < 1 {
+		return nil, helloNotTLS
+	} else {
+		r.bytes(comp)
+	}
+	if r.bad {
 		return nil, helloNotTLS
 	}
-	r.skip(sid)
-	take(1 + sid)
-	cs := r.u16()
-	if cs < 2 || cs%2 != 0 {
-		return nil, helloNotTLS
-	}
-	r.skip(cs)
-	take(2 + cs)
-	comp := r.u8()
-	if comp < 1 {
-		return nil, helloNotTLS
-	}
-	r.skip(comp)
-	take(1 + comp)
-	if r.bad || read > msgLen {
-		return nil, helloNotTLS
-	}
-	if read == msgLen {
+	if len(r.b) == 0 {
 		return nil, helloOK // no extensions at all
 	}
-	extLen := r.u16()
-	take(2)
-	if read+extLen > msgLen {
+	ext := reader{b: r.bytes(r.u16())}
+	if r.bad || len(r.b) != 0 {
 		return nil, helloNotTLS
 	}
 	var sni []byte
-	for extLen >= 4 && !r.bad {
-		typ, l := r.u16(), r.u16()
-		extLen -= 4
-		if l > extLen {
+	for len(ext.b) > 0 && !ext.bad {
+		typ := ext.u16()
+		data := ext.bytes(ext.u16())
+		if ext.bad {
 			return nil, helloNotTLS
 		}
-		extLen -= l
 		if typ != extServerName {
-			r.skip(l)
 			continue
 		}
-		if l < 2 {
+		if sni != nil {
+			return nil, helloNotTLS // a second server_name extension
+		}
+		sn := reader{b: data}
+		list := reader{b: sn.bytes(sn.u16())}
+		if sn.bad || len(sn.b) != 0 || len(list.b) == 0 {
 			return nil, helloNotTLS
 		}
-		list := r.u16()
-		if list+2 != l {
-			return nil, helloNotTLS
-		}
-		for list >= 3 && !r.bad {
-			nt, nl := r.u8(), r.u16()
-			list -= 3
-			if nl > list || nl == 0 {
+		for len(list.b) > 0 {
+			nt := list.u8()
+			name := list.bytes(list.u16())
+			if list.bad || len(name) == 0 {
 				return nil, helloNotTLS
 			}
-			list -= nl
 			if nt == sniHostName && sni == nil {
-				sni = r.sub(nl)
-				if sni == nil {
-					return nil, helloNotTLS
-				}
-				continue
+				sni = name
 			}
-			r.skip(nl)
 		}
-		if list != 0 {
+		if sni == nil {
 			return nil, helloNotTLS
 		}
 	}
-	if r.bad || extLen != 0 {
+	if ext.bad {
 		return nil, helloNotTLS
 	}
 	return sni, helloOK

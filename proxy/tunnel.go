@@ -293,7 +293,8 @@ var tlsAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31}
 func (t *tunnel) checkHello() (int64, error) {
 	bp := t.s.hellos.Get().(*[]byte)
 	defer t.s.hellos.Put(bp)
-	b := append((*bp)[:0], t.toOrigin...)
+	b := append((*bp)[:0:maxHelloBytes], t.toOrigin...)
+	scratch := (*bp)[maxHelloBytes:maxHelloBytes]
 	c := t.client
 	timed := false
 	arm := func() {
@@ -312,7 +313,7 @@ func (t *tunnel) checkHello() (int64, error) {
 		eof bool
 	)
 	for {
-		sni, st = parseClientHello(b)
+		sni, st = parseClientHello(b, scratch)
 		if st != helloNeedMore {
 			break
 		}
