@@ -533,6 +533,18 @@ func TestSetPolicy(t *testing.T) {
 	if r := ask(t, e.f.Addr(), "udp", question(nameDenied, dns.TypeA, true)); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("after SetPolicy: %s", dns.RcodeToString[r.Rcode])
 	}
+	if err := e.f.SetDenyRcode(DenyRefused); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask(t, e.f.Addr(), "udp", question("other.example.", dns.TypeA, true)); r.Rcode != dns.RcodeRefused {
+		t.Errorf("after SetDenyRcode(refused): %s", dns.RcodeToString[r.Rcode])
+	}
+	if err := e.f.SetDenyRcode("servfail"); err == nil {
+		t.Error("SetDenyRcode accepted servfail")
+	}
+	if err := e.f.SetMode("audit"); err == nil {
+		t.Error("SetMode accepted audit")
+	}
 }
 
 func TestOptionsErrors(t *testing.T) {
