@@ -55,6 +55,7 @@ regions: [eastus2]
 offerings: [servers, kubernetes, esu, resource-bridge]
 features: [cluster-connect, legacy-image-download, ssh]
 allow: ["10.20.30.40:8443"]
+deny: [pas.windows.net]
 YAML
 
 say "catalog formats"
@@ -229,4 +230,9 @@ expect allow http://microsoft.com/pkiops/certs/x.crt
 expect deny  http://microsoft.com/pkiopsx
 expect allow http://msk8s.b.tlu.dl.delivery.mp.microsoft.com/
 expect deny  https://evil.example.com/
+if grep -q 'arcfence_deny' "$SQ/arcfence.conf"; then
+  expect deny https://pas.windows.net/
+else
+  say "  (catalog does not hand the deny entries to the export: pas.windows.net not checked)"
+fi
 say "ok"

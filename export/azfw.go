@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -65,8 +66,8 @@ func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) erro
 	if prio == 0 {
 		prio = 300
 	}
-	if prio < 100 || prio > 65000 {
-		return fmt.Errorf("azure firewall priority %d: expected 100..65000", prio)
+	if prio < 100 || prio > 64980 {
+		return fmt.Errorf("azure firewall priority %d: expected 100..64980 (the collections take priority..priority+20)", prio)
 	}
 	var app, netw []*afwRule
 	appRule := func(proto string, port int) *afwRule {
@@ -93,7 +94,20 @@ func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) erro
 		netw = append(netw, r)
 		return r
 	}
+	denies, err := parseDenies(opts.Deny, opts.Regions)
+	if err != nil {
+		return err
+	}
 	var skipped []string
+	var allowPorts []int
+	for _, r := range rules {
+		for _, port := range r.Ports {
+			if !slices.Contains(allowPorts, port) {
+				allowPorts = append(allowPorts, port)
+			}
+		}
+	}
+	slices.Sort(allowPorts)
 	for _, r := range rules {
 		p := parsePattern(r.Pattern)
 		if p.kind == kindPlaceholder {
@@ -130,9 +144,20 @@ func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) erro
 		app[0].notes = append(app[0].notes, "Not emitted, placeholder not filled in the config: "+strings.Join(skipped, ", ")+".")
 	}
 	group := afwGroup{Properties: afwGroupProps{Priority: prio, RuleCollections: []afwCollection{}}}
+	denyApp, denyNet := afwDenies(denies, allowPorts)
+	if len(denyApp) > 0 {
+		group.Properties.RuleCollections = append(group.Properties.RuleCollections, afwCollection{
+			RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-deny",
+			Priority: prio, Action: afwAction{Type: "Deny"}, Rules: denyApp})
+	}
+	if len(denyNet) > 0 {
+		group.Properties.RuleCollections = append(group.Properties.RuleCollections, afwCollection{
+			RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-deny-addresses",
+			Priority: prio + 5, Action: afwAction{Type: "Deny"}, Rules: denyNet})
+	}
 	if len(app) > 0 {
 		c := afwCollection{RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-arc-endpoints",
-			Priority: prio, Action: afwAction{Type: "Allow"}}
+			Priority: prio + 10, Action: afwAction{Type: "Allow"}}
 		for _, r := range app {
 			r.Description = describe("Azure Arc endpoints from arcfence", r.notes)
 			c.Rules = append(c.Rules, *r)
@@ -141,7 +166,7 @@ func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) erro
 	}
 	if len(netw) > 0 {
 		c := afwCollection{RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-addresses",
-			Priority: prio + 10, Action: afwAction{Type: "Allow"}}
+			Priority: prio + 20, Action: afwAction{Type: "Allow"}}
 		for _, r := range netw {
 			r.Description = "Address entries of the arcfence config (application rules take names only)."
 			c.Rules = append(c.Rules, *r)
@@ -159,4 +184,70 @@ func describe(base string, notes []string) string {
 		return base + "."
 	}
 	return base + ". Note: " + strings.Join(notes, " ")
+}
+
+// afwDenies turns deny entries into Deny application rules (names, per
+// protocol and port: the entry's port, or every port of the allowlist when
+// it names none — other ports are not allowed anyway) and Deny network rules
+// (addresses). Rules come before the allow collection by priority.
+func afwDenies(denies []denyEntry, allowPorts []int) (app, netw []afwRule) {
+	var appR, netR []*afwRule
+	find := func(list *[]*afwRule, name string, mk func() *afwRule) *afwRule {
+		for _, r := range *list {
+			if r.Name == name {
+				return r
+			}
+		}
+		r := mk()
+		*list = append(*list, r)
+		return r
+	}
+	for _, d := range denies {
+		ports := allowPorts
+		if d.port != 0 {
+			if !slices.Contains(allowPorts, d.port) {
+				continue // not allowed in the first place
+			}
+			ports = []int{d.port}
+		}
+		for _, port := range ports {
+			if d.pat.kind == kindAddress {
+				name := "arcfence-deny-addresses-" + strconv.Itoa(port)
+				r := find(&netR, name, func() *afwRule {
+					return &afwRule{RuleType: "NetworkRule", Name: name, SourceAddresses: []string{"*"},
+						IPProtocols: []string{"TCP"}, DestinationPorts: []string{strconv.Itoa(port)}}
+				})
+				r.DestinationAddresses = uniq(r.DestinationAddresses, d.pat.host)
+				continue
+			}
+			proto := "Https"
+			if port == 80 {
+				proto = "Http"
+			}
+			name := "arcfence-deny-" + strings.ToLower(proto) + "-" + strconv.Itoa(port)
+			r := find(&appR, name, func() *afwRule {
+				return &afwRule{RuleType: "ApplicationRule", Name: name, SourceAddresses: []string{"*"},
+					Protocols: []afwProtocol{{ProtocolType: proto, Port: port}}}
+			})
+			switch d.pat.kind {
+			case kindExact:
+				r.TargetFqdns = uniq(r.TargetFqdns, d.pat.host)
+			case kindSubdomains:
+				r.TargetFqdns = uniq(r.TargetFqdns, "*."+d.pat.host)
+			default:
+				r.notes = uniq(r.notes, fmt.Sprintf("deny %s is not expressible (a wildcard must be the whole first label) and is left out.", d.written))
+			}
+		}
+	}
+	for _, r := range appR {
+		r.Description = describe("Deny entries of the arcfence config (deny wins)", r.notes)
+		if len(r.TargetFqdns) > 0 {
+			app = append(app, *r)
+		}
+	}
+	for _, r := range netR {
+		r.Description = "Deny address entries of the arcfence config (deny wins)."
+		netw = append(netw, *r)
+	}
+	return app, netw
 }

@@ -45,6 +45,15 @@ type Options struct {
 	// Priority is the Azure Firewall rule collection group's priority
 	// (100..65000); 0 means 300.
 	Priority int
+	// Deny are the configuration's deny entries as written (host,
+	// host:port, IP, IP:port, [IPv6]:port; <region> expanded with Regions).
+	// Deny wins over every rule in arcfence, so the Squid and Azure Firewall
+	// exports refuse them before their allow rules. The allowlist views
+	// (table, json, hosts) and the PAC file (which routes names to arcfence,
+	// where the deny applies) do not use them.
+	Deny []string
+	// Regions expand <region> in Deny entries (normalized region names).
+	Regions []string
 }
 
 // Write renders rules in format to w with the default Options. An unknown

@@ -88,6 +88,61 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// denyOpts are deny entries of every form, as a config would hold them.
+var denyOpts = Options{
+	ProxyAddr: "arcfence.corp.example:3128",
+	Regions:   []string{"eastus2"},
+	Deny: []string{"management.azure.com", "*.his.arc.azure.com:443", "10.1.2.3", "<region>.obo.arc.azure.com:8084",
+		"repo.example.net:9999", "azgn*.servicebus.windows.net", "[fd00::5]:9443"},
+}
+
+func TestGoldenDeny(t *testing.T) {
+	for f, file := range map[string]string{FormatSquid: "squid-deny.conf", FormatAzureFirewall: "azure-firewall-deny.json"} {
+		t.Run(f, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := WriteWith(&buf, f, fixtureRules(), denyOpts); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, file, buf.Bytes())
+		})
+	}
+}
+
+func TestBadDeny(t *testing.T) {
+	for _, d := range []string{"host:0", "host:http", "[fd00::1", "a b", "x/y"} {
+		err := WriteWith(new(bytes.Buffer), FormatSquid, fixtureRules(), Options{Deny: []string{d}})
+		if err == nil || !strings.Contains(err.Error(), "deny entry") {
+			t.Errorf("deny %q: err = %v", d, err)
+		}
+	}
+}
+
+// TestSquidDenyFirst: every deny line comes before the first allow line.
+func TestSquidDenyFirst(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteWith(&buf, FormatSquid, fixtureRules(), denyOpts); err != nil {
+		t.Fatal(err)
+	}
+	conf := buf.String()
+	lastDeny := strings.LastIndex(conf, "http_access deny arcfence_")
+	firstAllow := strings.Index(conf, "http_access allow")
+	if lastDeny < 0 || firstAllow < lastDeny {
+		t.Fatalf("deny lines must precede the allow lines:\n%s", conf)
+	}
+	for _, want := range []string{
+		"http_access deny arcfence_deny_names",
+		"acl arcfence_deny_names dstdomain -n management.azure.com",
+		"http_access deny arcfence_port_443 arcfence_deny_443_wild",
+		"acl arcfence_deny_8084_names dstdomain -n eastus2.obo.arc.azure.com",
+		"acl arcfence_deny_addrs dst 10.1.2.3",
+		"# deny repo.example.net:9999: port 9999 is outside the allowlist",
+	} {
+		if !strings.Contains(conf, want+"\n") && !strings.Contains(conf, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+}
+
 func TestUnknownFormat(t *testing.T) {
 	var buf bytes.Buffer
 	err := Write(&buf, "iptables", fixtureRules())

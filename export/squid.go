@@ -48,7 +48,11 @@ func squidRegex(p pattern) string {
 
 // writeSquid writes a squid.conf fragment that admits exactly the rules and
 // denies everything else.
-func writeSquid(w *bufio.Writer, rules []policy.Rule, _ Options) error {
+func writeSquid(w *bufio.Writer, rules []policy.Rule, opts Options) error {
+	denies, err := parseDenies(opts.Deny, opts.Regions)
+	if err != nil {
+		return err
+	}
 	var groups []*squidGroup
 	find := func(port int, plain bool, path string) *squidGroup {
 		for _, g := range groups {
@@ -128,6 +132,7 @@ func writeSquid(w *bufio.Writer, rules []policy.Rule, _ Options) error {
 	for _, port := range ports {
 		fmt.Fprintf(w, "acl arcfence_port_%d port %d\n", port, port)
 	}
+	writeSquidDenies(w, denies, ports)
 	for _, g := range groups {
 		fmt.Fprintln(w)
 		name := g.acl()
@@ -190,4 +195,75 @@ func writeSquid(w *bufio.Writer, rules []policy.Rule, _ Options) error {
 	fmt.Fprintln(w, "# Everything else is refused.")
 	fmt.Fprintln(w, "http_access deny all")
 	return nil
+}
+
+// writeSquidDenies writes the config's deny entries as ACLs and
+// "http_access deny" lines; they come before every allow line, since deny
+// wins in arcfence. Entries on a port outside the allowlist are left to the
+// final "deny all".
+func writeSquidDenies(w *bufio.Writer, denies []denyEntry, ports []int) {
+	if len(denies) == 0 {
+		return
+	}
+	type group struct {
+		port               int
+		names, regex, addr []string
+	}
+	var gs []*group
+	get := func(port int) *group {
+		for _, g := range gs {
+			if g.port == port {
+				return g
+			}
+		}
+		g := &group{port: port}
+		gs = append(gs, g)
+		return g
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "# Deny entries of the configuration: refused before any allow rule.")
+	for _, d := range denies {
+		if d.port != 0 && !slices.Contains(ports, d.port) {
+			fmt.Fprintf(w, "# deny %s: port %d is outside the allowlist, refused by the final deny all\n", d.written, d.port)
+			continue
+		}
+		if d.pat.kind == kindPlaceholder {
+			fmt.Fprintf(w, "# deny %s: placeholder not filled, not expressible\n", d.written)
+			continue
+		}
+		g := get(d.port)
+		switch d.pat.kind {
+		case kindExact:
+			g.names = uniq(g.names, d.pat.host)
+		case kindAddress:
+			g.addr = uniq(g.addr, d.pat.host)
+		default:
+			g.regex = uniq(g.regex, squidRegex(d.pat))
+		}
+	}
+	slices.SortStableFunc(gs, func(a, b *group) int { return a.port - b.port })
+	for _, g := range gs {
+		name, port := "arcfence_deny", ""
+		if g.port != 0 {
+			name = fmt.Sprintf("arcfence_deny_%d", g.port)
+			port = fmt.Sprintf(" arcfence_port_%d", g.port)
+		}
+		for _, n := range g.names {
+			fmt.Fprintf(w, "acl %s_names dstdomain -n %s\n", name, n)
+		}
+		for _, re := range g.regex {
+			fmt.Fprintf(w, "acl %s_wild dstdom_regex -n -i %s\n", name, re)
+		}
+		for _, a := range g.addr {
+			fmt.Fprintf(w, "acl %s_addrs dst %s\n", name, a)
+		}
+		for _, k := range []struct {
+			suffix string
+			n      int
+		}{{"_names", len(g.names)}, {"_wild", len(g.regex)}, {"_addrs", len(g.addr)}} {
+			if k.n > 0 {
+				fmt.Fprintf(w, "http_access deny%s %s%s\n", port, name, k.suffix)
+			}
+		}
+	}
 }
