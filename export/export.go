@@ -159,3 +159,9 @@ func uniq(list []string, s string) []string {
 	}
 	return append(list, s)
 }
+
+// OptionsFor returns the Options for a compiled policy: its deny entries and
+// regions, and proxyAddr for the PAC file ("" = DefaultProxyAddr).
+func OptionsFor(p *policy.Policy, proxyAddr string) Options {
+	return Options{ProxyAddr: proxyAddr, Deny: p.Config().Deny, Regions: p.Regions()}
+}

@@ -372,3 +372,18 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+func TestOptionsFor(t *testing.T) {
+	p, err := policy.Compile(policy.Config{Regions: []string{"East US 2"}, Offerings: []string{"kubernetes"},
+		Features: []string{"cluster-connect"}, Deny: []string{"<region>.obo.arc.azure.com"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := WriteWith(&buf, FormatSquid, p.Rules(), OptionsFor(p, "")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "acl arcfence_deny_names dstdomain -n eastus2.obo.arc.azure.com\n") {
+		t.Fatalf("the policy's deny entry is not in the fragment:\n%s", buf.String())
+	}
+}
