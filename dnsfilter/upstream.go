@@ -99,8 +99,9 @@ func upstreamAddrs(ups []*upstream) []string {
 // retries itself). overTCP sends over TCP from the start (the client came
 // over TCP).
 func (f *Filter) forward(q *dns.Msg, overTCP bool) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(f.baseCtx, f.queryTimeout)
-	defer cancel()
+	// One deadline for the whole query; f.baseCtx ends on shutdown.
+	ctx := f.baseCtx
+	end := time.Now().Add(f.queryTimeout)
 	bp := f.bufs.Get().(*[]byte)
 	defer f.bufs.Put(bp)
 	wire, err := q.PackBuffer((*bp)[:cap(*bp)])
@@ -118,18 +119,18 @@ func (f *Filter) forward(q *dns.Msg, overTCP bool) ([]byte, error) {
 	var last error = errTimeout
 	var servfail []byte
 	for i := 0; i < f.attempts; i++ {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(end) {
 			break
 		}
 		u := ups[i%len(ups)]
 		var r []byte
 		var err error
 		if overTCP {
-			r, err = f.exchangeTCP(ctx, u, wire, qsec)
+			r, err = f.exchangeTCP(ctx, end, u, wire, qsec)
 		} else {
-			r, err = f.exchangeUDP(ctx, u, wire, qsec)
+			r, err = f.exchangeUDP(ctx, end, u, wire, qsec)
 			if err == nil && r[2]&0x02 != 0 { // TC
-				if rt, errt := f.exchangeTCP(ctx, u, wire, qsec); errt == nil {
+				if rt, errt := f.exchangeTCP(ctx, end, u, wire, qsec); errt == nil {
 					r = rt
 				}
 			}
@@ -176,20 +177,20 @@ func (f *Filter) pickOrder(dst []*upstream) []*upstream {
 // exchangeUDP sends the query over one of the upstream's multiplexed UDP
 // sockets (see udpMux) and waits for the answer with its ID and question
 // until the attempt times out.
-func (f *Filter) exchangeUDP(ctx context.Context, u *upstream, wire, qsec []byte) ([]byte, error) {
+func (f *Filter) exchangeUDP(ctx context.Context, end time.Time, u *upstream, wire, qsec []byte) ([]byte, error) {
 	deadline := time.Now().Add(f.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	if end.Before(deadline) {
+		deadline = end
 	}
 	return u.mux.exchange(ctx, wire, qsec, deadline)
 }
 
 // exchangeTCP sends the query over a new TCP connection (RFC 7766 framing)
 // with a random ID and reads one answer.
-func (f *Filter) exchangeTCP(ctx context.Context, u *upstream, wire, qsec []byte) ([]byte, error) {
+func (f *Filter) exchangeTCP(ctx context.Context, end time.Time, u *upstream, wire, qsec []byte) ([]byte, error) {
 	deadline := time.Now().Add(f.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	if end.Before(deadline) {
+		deadline = end
 	}
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", u.addr)
