@@ -167,6 +167,14 @@ func TestDecideZeroAllocs(t *testing.T) {
 			t.Errorf("Decide %s (%s:%d): %v allocs", dd.kind, dd.d.Host, dd.d.Port, n)
 		}
 	}
+	pd := compileOK(t, policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers"},
+		Deny: []string{"management.azure.com", "*.his.arc.azure.com", "192.0.2.1", "pas.windows.net:443"}})
+	for _, d := range []policy.Dest{{Host: "management.azure.com", Port: 443}, {Host: "x.his.arc.azure.com", Port: 80},
+		{Host: "192.0.2.1", Port: 443}, {Host: "pas.windows.net", Port: 443}} {
+		if n := testing.AllocsPerRun(100, func() { pd.Decide(d) }); n != 0 {
+			t.Errorf("Decide explicit-deny %s:%d: %v allocs", d.Host, d.Port, n)
+		}
+	}
 	for _, name := range []string{"management.azure.com", "abc.his.arc.azure.com", "unknown.example.com"} {
 		if n := testing.AllocsPerRun(100, func() { p.DecideName(name) }); n != 0 {
 			t.Errorf("DecideName %s: %v allocs", name, n)

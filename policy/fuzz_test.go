@@ -44,9 +44,6 @@ func FuzzSplitHostPort(f *testing.F) {
 		if !ok {
 			return
 		}
-		if strings.Contains(norm, "%") {
-			t.Skipf("policy-bugs.md #6 (IPv6 zones accepted): %q", norm) // TestNormalizeHost keeps it failing
-		}
 		// a valid host:port splits as the standard library splits it
 		nh, np, err := net.SplitHostPort(authority)
 		if err != nil {
@@ -79,12 +76,6 @@ func FuzzNormalizeHost(f *testing.F) {
 		h, ok := policy.NormalizeHost(s)
 		if !ok {
 			return
-		}
-		if strings.Contains(h, "%") {
-			// IPv6 zones are kept as received: upper case, dots and brackets in
-			// them break these properties (policy-bugs.md #6; TestNormalizeHost
-			// keeps that failing)
-			t.Skipf("policy-bugs.md #6: %q", h)
 		}
 		h2, ok2 := policy.NormalizeHost(h)
 		if !ok2 || h2 != h {
@@ -124,20 +115,6 @@ func instanceOf(pattern string) string {
 	return strings.Replace(pattern, "*", "zz9", 1)
 }
 
-// knownDeadPattern reports whether a wildcard pattern's names all end in a
-// numeric label (policy-bugs.md #4: such entries compile but never match;
-// TestConfigErrors/allow-wildcard-ipv4-form keeps that failure visible).
-func knownDeadPattern(pattern string) bool {
-	if !strings.Contains(pattern, "*") {
-		return false
-	}
-	last := pattern[strings.LastIndexByte(pattern, '.')+1:]
-	if len(last) > 2 && (strings.HasPrefix(last, "0x") || strings.HasPrefix(last, "0X")) {
-		return true
-	}
-	return strings.Trim(last, "0123456789") == ""
-}
-
 // tinyCatalog is a one-row catalog: Compile with it costs microseconds
 // instead of the milliseconds the full catalog's every-region Hint policy
 // takes, so the fuzzer explores entry parsing rather than catalog compiling.
@@ -170,9 +147,6 @@ func FuzzCompilePattern(f *testing.F) {
 			return
 		}
 		for _, r := range p.Rules() {
-			if knownDeadPattern(r.Pattern) {
-				t.Skipf("policy-bugs.md #4: %q", r.Pattern)
-			}
 			host := instanceOf(r.Pattern)
 			for _, port := range r.Ports {
 				d := destFor(host, port, r.Path)
