@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/internal/metrics"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -62,7 +63,7 @@ func startBenchFilter(b *testing.B, upstream string, cacheSize int) *Filter {
 	logger := zerolog.New(zerolog.Nop()).Level(zerolog.ErrorLevel)
 	al := audit.NewWithOptions(logger, audit.Options{})
 	f, err := New(Options{Listen: "127.0.0.1:0", Upstreams: []string{upstream}, Policy: p, CacheSize: cacheSize,
-		Logger: logger, Audit: al, Timeout: 2 * time.Second})
+		Logger: logger, Audit: al, Metrics: metrics.New(), Timeout: 2 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
