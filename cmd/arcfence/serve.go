@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/arcfence/arcfence/certs"
+	"github.com/arcfence/arcfence/dnsfilter"
+	"github.com/arcfence/arcfence/internal/admin"
+	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/internal/metrics"
+	"github.com/arcfence/arcfence/policy"
+	"github.com/arcfence/arcfence/proxy"
+)
+
+// reloadSettle is how long file events must settle before a reload (an
+// editor's save is several events).
+const reloadSettle = 250 * time.Millisecond
+
+func newServeCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the proxy (and the DNS filter when dns.listen is set) until SIGINT/SIGTERM",
+		Long: `Run the CONNECT proxy on listen (and the HTTPS listener on tls.listen, the DNS
+filter on dns.listen, the admin listener on admin.listen). The configuration
+is reloaded when the --config file changes and on SIGHUP, without dropping
+open tunnels; a file that does not load leaves the running configuration in
+place. SIGINT/SIGTERM stop accepting, let tunnels drain for
+limits.shutdown_grace and exit 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), newLoader(cmd), cmd.ErrOrStderr())
+		},
+	}
+	addServeFlags(c)
+	return c
+}
+
+// component is one part of serve: run serves until ctx is done, then stops
+// (draining within its own grace) and returns.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// reloadHook applies a new, compiled configuration to a running part.
+// Hooks run in order; a hook's error fails the reload.
+type reloadHook func(*config.Config, *policy.Policy) error
+
+// daemon is the state of a running serve.
+type daemon struct {
+	loader *loader
+	log    zerolog.Logger
+	m      *metrics.Metrics
+	audit  *audit.Log
+	ready  *admin.Readiness
+
+	pol atomic.Pointer[policy.Policy]
+	cfg atomic.Pointer[config.Config] // the running configuration
+
+	components []component
+	reloads    []reloadHook
+}
+
+// runServe loads, compiles and starts everything, then runs until ctx is
+// done (SIGINT/SIGTERM, through main's signal context).
+func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, err := l.Load()
+	if err != nil {
+		return err
+	}
+	pol, err := config.Compile(cfg)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return fmt.Errorf("log.level: %w", err)
+	}
+	d := &daemon{loader: l, log: log, m: metrics.New()}
+	d.pol.Store(pol)
+	d.cfg.Store(cfg)
+	d.ready = admin.NewReadiness(d.m)
+	d.audit = audit.NewWithOptions(log, audit.Options{
+		FoldWindow: cfg.Log.FoldWindow,
+		Hint:       func(dst policy.Dest) policy.Hint { return d.pol.Load().Hint(dst) },
+		Metrics:    d.m,
+	})
+	defer d.audit.Close()
+
+	if err := d.build(cfg, pol); err != nil {
+		return err
+	}
+	d.ready.Loaded(admin.Hash(cfg), time.Now())
+	log.Info().Str("listen", cfg.Listen).Str("tls_listen", cfg.TLS.Listen).Str("dns_listen", cfg.DNS.Listen).
+		Str("admin_listen", cfg.Admin.Listen).Str("mode", cfg.Mode).Strs("offerings", pol.Selected()).
+		Strs("regions", pol.Regions()).Int("rules", len(pol.Rules())).Str("config", l.File()).
+		Str("msg", "arcfence serving").Send()
+	return d.run(ctx)
+}
+
+// build creates the components and their reload hooks for cfg. Listeners
+// are bound here, so an address in use is a start-up error.
+func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
+	// The DNS filter first: the proxy consults the addresses it hands out.
+	var learned proxy.LearnedAddrs
+	if cfg.DNS.Listen != "" {
+		f, err := dnsfilter.New(dnsfilter.Options{
+			Listen: cfg.DNS.Listen, Upstreams: cfg.DNS.Upstream, DenyRcode: cfg.DNS.DenyRcode,
+			CacheSize: cfg.DNS.CacheSize, Policy: pol, Mode: cfg.Mode,
+			Logger: d.log, Audit: d.audit, Metrics: d.m,
+		})
+		if err != nil {
+			return fmt.Errorf("dns.listen %s: %w", cfg.DNS.Listen, err)
+		}
+		learned = f
+		d.ready.Expect("dns")
+		d.components = append(d.components, component{name: "dns", run: func(ctx context.Context) error {
+			d.ready.ListenerUp("dns")
+			defer d.ready.ListenerDown("dns")
+			return f.Run(ctx)
+		}})
+		d.reloads = append(d.reloads, func(c *config.Config, p *policy.Policy) error {
+			if err := f.SetMode(c.Mode); err != nil {
+				return err
+			}
+			if err := f.SetDenyRcode(c.DNS.DenyRcode); err != nil {
+				return err
+			}
+			f.SetPolicy(p)
+			return nil
+		})
+	}
+
+	px, err := proxy.New(proxy.Options{Config: *cfg, Policy: pol, Logger: d.log, Audit: d.audit,
+		Metrics: d.m, LearnedAddrs: learned})
+	if err != nil {
+		return err
+	}
+	ln, err := listen("listen", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	var tlsLn net.Listener
+	var tlsCfg *certs.Reloader
+	if cfg.TLS.Listen != "" {
+		if tlsCfg, err = certs.NewReloader(cfg.TLS.Cert, cfg.TLS.Key, d.log); err != nil {
+			ln.Close()
+			return err
+		}
+		if tlsLn, err = listen("tls.listen", cfg.TLS.Listen); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	d.ready.Expect("proxy")
+	d.components = append(d.components, component{name: "proxy", run: func(ctx context.Context) error {
+		errc := make(chan error, 2)
+		n := 1
+		go func() { errc <- px.Serve(ln) }()
+		if tlsLn != nil {
+			n++
+			go func() { errc <- px.ServeTLS(tlsLn, tlsCfg.TLSConfig()) }()
+		}
+		d.ready.ListenerUp("proxy")
+		var serr error
+		select {
+		case <-ctx.Done():
+		case serr = <-errc:
+			n--
+		}
+		d.ready.ListenerDown("proxy")
+		grace := d.cfg.Load().Limits.ShutdownGrace
+		d.log.Info().Int("tunnels", px.ActiveTunnels()).Dur("grace", grace).Str("msg", "proxy draining").Send()
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		if err := px.Shutdown(sctx); err != nil {
+			d.log.Warn().Str("error", err.Error()).Str("msg", "shutdown grace over; remaining tunnels closed").Send()
+		}
+		for ; n > 0; n-- {
+			if err := <-errc; err != nil && serr == nil {
+				serr = err
+			}
+		}
+		return serr
+	}})
+	d.reloads = append(d.reloads, func(c *config.Config, p *policy.Policy) error {
+		old := d.cfg.Load()
+		if c.Listen != old.Listen || c.TLS != old.TLS || c.DNS.Listen != old.DNS.Listen ||
+			c.Admin.Listen != old.Admin.Listen || c.Limits.HeaderTimeout != old.Limits.HeaderTimeout ||
+			c.Limits.MaxHeaderBytes != old.Limits.MaxHeaderBytes || c.Log != old.Log {
+			d.log.Warn().Str("msg", "listen addresses, tls, limits.header_timeout, limits.max_header_bytes and log settings take effect at restart").Send()
+		}
+		return px.Reload(c, p)
+	})
+
+	if cfg.Admin.Listen != "" {
+		a, err := admin.New(admin.Options{
+			Listen: cfg.Admin.Listen, Clients: cfg.Admin.Clients, Pprof: cfg.Admin.Pprof,
+			Metrics: d.m, Ready: d.ready, Learned: d.audit.Learned, Mode: cfg.Mode, Logger: d.log,
+		})
+		if err != nil {
+			ln.Close()
+			if tlsLn != nil {
+				tlsLn.Close()
+			}
+			return err
+		}
+		d.components = append(d.components, component{name: "admin", run: func(ctx context.Context) error {
+			<-ctx.Done()
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return a.Close(cctx)
+		}})
+	}
+	return nil
+}
+
+// listen binds a TCP listener, saying which key to change when the
+// address is in use.
+func listen(key, addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("%s is empty; set it to host:port, e.g. 127.0.0.1:3128", key)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%s %s: the address is already in use (another proxy running?); set %s to a free address: %w", key, addr, key, err)
+		}
+		return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	return ln, nil
+}
+
+// run starts the components and serves reloads until ctx is done or a
+// component fails, then waits for every component to stop.
+func (d *daemon) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(d.components))
+	for _, c := range d.components {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.run(ctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", c.name, err)
+				cancel()
+			}
+		}()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	changed, stopWatch := d.watch()
+	defer stopWatch()
+
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			d.reload("SIGHUP")
+		case <-changed:
+			d.reload("file changed")
+		}
+	}
+	d.log.Info().Str("msg", "arcfence stopping").Send()
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		d.log.Info().Str("msg", "arcfence stopped").Send()
+	}
+	return errors.Join(errs...)
+}
+
+// reload loads and compiles the configuration again, off the serving
+// paths, and applies it. A failure keeps the running configuration; it is
+// logged at error level and shown by /readyz and the reload metrics.
+func (d *daemon) reload(why string) {
+	cfg, err := d.loader.Load()
+	var pol *policy.Policy
+	if err == nil {
+		pol, err = config.Compile(cfg)
+	}
+	if err == nil {
+		for _, h := range d.reloads {
+			if err = h(cfg, pol); err != nil {
+				break
+			}
+		}
+	}
+	now := time.Now()
+	if err != nil {
+		d.ready.Reloaded(err, "", now)
+		d.log.Error().Str("trigger", why).Str("error", err.Error()).
+			Str("msg", "config reload failed; the running configuration stays").Send()
+		return
+	}
+	hash := admin.Hash(cfg)
+	d.ready.Reloaded(nil, hash, now)
+	d.pol.Store(pol)
+	d.cfg.Store(cfg)
+	d.log.Info().Str("trigger", why).Str("hash", hash).Int("rules", len(pol.Rules())).
+		Str("mode", cfg.Mode).Str("msg", "config reloaded").Send()
+}
+
+// watch reports changes of the config file. It watches the file's
+// directory, as editors and config managers replace files by renaming.
+// Events are coalesced until they settle.
+func (d *daemon) watch() (<-chan struct{}, func()) {
+	out := make(chan struct{}, 1)
+	file := d.loader.File()
+	if file == "" {
+		return out, func() {}
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Warn().Str("error", err.Error()).Str("msg", "cannot watch the config file; reload with SIGHUP").Send()
+		return out, func() {}
+	}
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		d.log.Warn().Str("error", err.Error()).Str("msg", "cannot watch the config file; reload with SIGHUP").Send()
+		w.Close()
+		return out, func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		defer timer.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+					timer.Reset(reloadSettle)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				d.log.Warn().Str("error", err.Error()).Str("msg", "config file watch").Send()
+			case <-timer.C:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, func() {
+		close(stop)
+		w.Close()
+		<-done
+	}
+}
