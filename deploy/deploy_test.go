@@ -393,7 +393,34 @@ func TestSystemdUnit(t *testing.T) {
 	if !bytes.Contains(data, []byte("#   AmbientCapabilities=CAP_NET_BIND_SERVICE")) {
 		t.Error("the unit does not say how to grant CAP_NET_BIND_SERVICE when a low port is needed")
 	}
-	if sd, err := exec.LookPath("systemd-analyze"); err == nil {
-		t.Logf("systemd-analyze found at %s; not run (needs a running systemd)", sd)
+}
+
+// TestSystemdAnalyze runs `systemd-analyze verify` and the offline security
+// assessment on the unit (ExecStart pointed at a freshly built binary), when
+// systemd-analyze is installed.
+func TestSystemdAnalyze(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
 	}
+	bin := buildStatic(t)
+	data, err := os.ReadFile(filepath.Join("systemd", "arcfence.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := filepath.Join(t.TempDir(), "arcfence.service")
+	data = bytes.ReplaceAll(data, []byte("ExecStart=/usr/local/bin/arcfence "), []byte("ExecStart="+bin+" "))
+	if err := os.WriteFile(unit, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sa, "verify", unit).CombinedOutput(); err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	// Exposure on systemd's 0-10 scale, times ten: fail above 3.0 ("OK" is below 4.0).
+	out, err := exec.Command(sa, "security", "--offline=true", "--threshold=30", unit).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: exposure above 3.0: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	t.Log(lines[len(lines)-1])
 }
