@@ -101,7 +101,7 @@ func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
 	d.ready = admin.NewReadiness(d.m)
 	d.audit = audit.NewWithOptions(log, audit.Options{
 		FoldWindow: cfg.Log.FoldWindow,
-		Hint:       func(dst policy.Dest) policy.Hint { return d.pol.Load().Hint(dst) },
+		Hint:       audit.PolicyHint(d.pol.Load), // DNS lines (no port) included
 		Metrics:    d.m,
 	})
 	defer d.audit.Close()
