@@ -75,14 +75,15 @@ func (r *Refresher) Names() []string {
 	return slices.Clone(r.last)
 }
 
-// Run fetches after each Period until ctx is done, then returns ctx.Err().
-// The first fetch happens one Period after the start (the initial list comes
-// from the saved file).
+// Run fetches after each Period until ctx is done, then returns nil (it has
+// no failure of its own: failed fetches are logged and keep the last good
+// list). The first fetch happens one Period after the start (the initial
+// list comes from the saved file).
 func (r *Refresher) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case <-r.cfg.After(r.cfg.Period):
 		}
 		r.Refresh(ctx)
