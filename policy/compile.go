@@ -128,8 +128,22 @@ func (c *crow) portIndex(port int) int {
 // index finds rows by host in specificity order.
 type index struct {
 	exact  map[string][]*crow
-	glob   map[string][]*crow
+	glob   map[string][]*crow // rows by zone, while compiling
 	suffix map[string][]*crow
+	// globs are the first-label globs by zone, by prefix: a lookup costs one
+	// map access per distinct prefix length, whatever the number of globs.
+	globs map[string]*globZone
+}
+
+// globZone holds the first-label globs of one zone.
+type globZone struct {
+	lens     []int // distinct prefix lengths, longest first
+	byPrefix map[string][]*crow
+}
+
+// empty reports whether the index has no rows.
+func (ix *index) empty() bool {
+	return len(ix.exact) == 0 && len(ix.glob) == 0 && len(ix.suffix) == 0
 }
 
 func newIndex() index {
@@ -166,6 +180,20 @@ func (ix *index) sort() {
 		for _, rows := range m {
 			slices.SortStableFunc(rows, less)
 		}
+	}
+	ix.globs = map[string]*globZone{}
+	for zone, rows := range ix.glob {
+		gz := &globZone{byPrefix: map[string][]*crow{}}
+		for _, c := range rows {
+			if _, ok := gz.byPrefix[c.pat.prefix]; !ok {
+				gz.lens = append(gz.lens, len(c.pat.prefix))
+			}
+			gz.byPrefix[c.pat.prefix] = append(gz.byPrefix[c.pat.prefix], c)
+		}
+		slices.Sort(gz.lens)
+		gz.lens = slices.Compact(gz.lens)
+		slices.Reverse(gz.lens)
+		ix.globs[zone] = gz
 	}
 }
 

@@ -12,18 +12,20 @@ import (
 // explicit-deny, ip-literal, not-in-allowlist, port-not-allowed,
 // path-not-allowed.
 func (p *Policy) Decide(d Dest) Decision {
-	host, ok := NormalizeHost(d.Host)
+	host, ok, ipForm := normalize(d.Host)
 	if !ok {
 		return Decision{Reason: InvalidHost, Host: d.Host, Port: d.Port}
 	}
 	if d.Port < 1 || d.Port > 65535 {
 		return Decision{Reason: InvalidPort, Host: host, Port: d.Port}
 	}
-	if isIPForm(host) {
+	if ipForm {
 		return p.decideAddr(host, d)
 	}
-	if c, i := p.deny.denied(host, d.Port); c != nil {
-		return Decision{Reason: ExplicitDeny, Rule: c.denyName(i, d.Port), Host: host, Port: d.Port, Source: SourceDeny}
+	if !p.deny.empty() {
+		if c, i := p.deny.denied(host, d.Port); c != nil {
+			return Decision{Reason: ExplicitDeny, Rule: c.denyName(i, d.Port), Host: host, Port: d.Port, Source: SourceDeny}
+		}
 	}
 	var st lookup
 	p.allow.find(host, d, &st)
@@ -133,11 +135,16 @@ func (ix *index) find(host string, d Dest, st *lookup) {
 	if dot < 0 {
 		return
 	}
-	if rows := ix.glob[host[dot+1:]]; len(rows) > 0 {
+	if gz := ix.globs[host[dot+1:]]; gz != nil {
 		first := host[:dot]
-		for _, c := range rows {
-			if globLabel(first, c.pat.prefix) && st.consider(c, &d) {
-				return
+		for _, k := range gz.lens {
+			if k >= len(first) {
+				continue
+			}
+			for _, c := range gz.byPrefix[first[:k]] {
+				if st.consider(c, &d) {
+					return
+				}
 			}
 		}
 	}
@@ -178,13 +185,13 @@ func (ix *index) denied(host string, port int) (*crow, int) {
 	if dot < 0 {
 		return nil, 0
 	}
-	first := host[:dot]
-	for _, c := range ix.glob[host[dot+1:]] {
-		if globLabel(first, c.pat.prefix) {
-			if c.ports == nil {
-				return c, 0
+	if gz := ix.globs[host[dot+1:]]; gz != nil {
+		first := host[:dot]
+		for _, k := range gz.lens {
+			if k >= len(first) {
+				continue
 			}
-			if i := c.portIndex(port); port != 0 && i >= 0 {
+			if c, i := match(gz.byPrefix[first[:k]]); c != nil {
 				return c, i
 			}
 		}
@@ -222,11 +229,11 @@ func pathAllowed(prefix, path string) bool {
 // admits it on any port (paths ignored). A deny entry refuses the name only
 // when it covers every port. IP forms and invalid names are refused.
 func (p *Policy) DecideName(name string) Decision {
-	host, ok := NormalizeHost(name)
+	host, ok, ipForm := normalize(name)
 	if !ok {
 		return Decision{Reason: InvalidHost, Host: name}
 	}
-	if isIPForm(host) {
+	if ipForm {
 		return Decision{Reason: IPLiteral, Host: host}
 	}
 	if c, i := p.deny.denied(host, 0); c != nil {
@@ -257,11 +264,15 @@ func (ix *index) each(host string, st *nameLookup) {
 	if dot < 0 {
 		return
 	}
-	first := host[:dot]
-	for _, c := range ix.glob[host[dot+1:]] {
-		if globLabel(first, c.pat.prefix) {
-			st.best = c
-			return
+	if gz := ix.globs[host[dot+1:]]; gz != nil {
+		first := host[:dot]
+		for _, k := range gz.lens {
+			if k < len(first) {
+				if rows := gz.byPrefix[first[:k]]; len(rows) > 0 {
+					st.best = rows[0]
+					return
+				}
+			}
 		}
 	}
 	for i := dot; i >= 0; {

@@ -17,31 +17,110 @@ const maxName = 253
 // literal. It allocates only when the input is not already canonical.
 // NormalizeHost is idempotent: NormalizeHost(NormalizeHost(s)) == NormalizeHost(s).
 func NormalizeHost(s string) (host string, ok bool) {
+	host, ok, _ = normalize(s)
+	return host, ok
+}
+
+// Character classes of host names.
+const (
+	cInvalid = iota
+	cLower
+	cUpper
+	cDigit
+	cHyphen
+	cDot
+	cColon
+)
+
+// hostClass classifies every byte in one table lookup.
+var hostClass = func() (t [256]uint8) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = cLower
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = cUpper
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = cDigit
+	}
+	t['-'], t['.'], t[':'] = cHyphen, cDot, cColon
+	return t
+}()
+
+// normalize is NormalizeHost in one pass over the name; ipForm reports an
+// IP literal or an IPv4 form (a last label that is a number: 2130706433,
+// 0x7f.1, 127.1), which only address entries may match.
+func normalize(s string) (host string, ok, ipForm bool) {
 	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
-		a, err := netip.ParseAddr(s[1 : len(s)-1])
-		if err != nil || !a.Is6() || !validZone(a.Zone()) {
-			return s, false
+		h, ok := normalizeIPv6(s[1 : len(s)-1])
+		if !ok {
+			return s, false, false
 		}
-		return lower(a.String()), true
+		return h, true, true
 	}
-	if strings.HasSuffix(s, ".") {
-		s = s[:len(s)-1]
+	if n := len(s); n > 0 && s[n-1] == '.' {
+		s = s[:n-1]
 	}
-	if strings.IndexByte(s, ':') >= 0 || (len(s) > 0 && '0' <= s[len(s)-1] && s[len(s)-1] <= '9') {
-		if a, err := netip.ParseAddr(s); err == nil {
-			if a.Is4() {
-				return s, true
+	n := len(s)
+	if n == 0 || n > maxName {
+		return s, false, false
+	}
+	upper := false
+	label, start := 0, 0
+	for i := 0; i < n; i++ {
+		switch hostClass[s[i]] {
+		case cLower, cDigit:
+		case cUpper:
+			upper = true
+		case cHyphen:
+			if label == 0 {
+				return s, false, false
 			}
-			if !validZone(a.Zone()) {
-				return s, false
+		case cDot:
+			if label == 0 || s[i-1] == '-' {
+				return s, false, false
 			}
-			return lower(a.String()), true
+			label, start = 0, i+1
+			continue
+		case cColon:
+			h, ok := normalizeIPv6(s)
+			return h, ok, ok
+		default:
+			return s, false, false
+		}
+		label++
+		if label > 63 {
+			return s, false, false
 		}
 	}
-	if !validName(s) {
+	if label == 0 || s[n-1] == '-' {
+		return s, false, false
+	}
+	last := s[start:]
+	ipForm = len(last) > 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')
+	if !ipForm {
+		ipForm = true
+		for i := 0; i < len(last); i++ {
+			if hostClass[last[i]] != cDigit {
+				ipForm = false
+				break
+			}
+		}
+	}
+	if upper {
+		return strings.ToLower(s), true, ipForm
+	}
+	return s, true, ipForm
+}
+
+// normalizeIPv6 returns the canonical text of an IPv6 literal (zone
+// lower-cased); ok is false for anything else.
+func normalizeIPv6(s string) (string, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is6() || !validZone(a.Zone()) {
 		return s, false
 	}
-	return lower(s), true
+	return lower(a.String()), true
 }
 
 // validZone reports whether an IPv6 zone is empty or an interface-like
