@@ -22,8 +22,11 @@ const maxGroupClients = 8
 type Group struct {
 	// Host is the refused name or address.
 	Host string `json:"host"`
-	// Port is the refused port; 0 for a name only the DNS filter refused.
+	// Port is the refused port (0 for DNS refusals, and for proxy refusals
+	// of a missing port).
 	Port int `json:"port,omitempty"`
+	// DNS is true for names the DNS filter refused (no port known).
+	DNS bool `json:"dns,omitempty"`
 	// Path is the first URL path logged for it (plain-HTTP refusals).
 	Path string `json:"path,omitempty"`
 	// Components are the components that refused it ("proxy", "dns").
@@ -44,6 +47,7 @@ type Group struct {
 type groupKey struct {
 	host string
 	port int
+	dns  bool
 }
 
 // Collector groups refusals by destination. The zero value is not usable;
@@ -69,10 +73,11 @@ func (c *Collector) Add(r Refusal) {
 	if r.Unitemized || r.Host == "" {
 		return
 	}
-	k := groupKey{host: r.Host, port: r.Port}
+	isDNS := r.Component == audit.ComponentDNS
+	k := groupKey{host: r.Host, port: r.Port, dns: isDNS}
 	g := c.groups[k]
 	if g == nil {
-		g = &Group{Host: r.Host, Port: r.Port, Reasons: map[string]int64{}, Clients: []string{}}
+		g = &Group{Host: r.Host, Port: r.Port, DNS: isDNS, Reasons: map[string]int64{}, Clients: []string{}}
 		c.groups[k] = g
 	}
 	if g.Path == "" {
@@ -105,7 +110,8 @@ func (c *Collector) Groups() []Group {
 		out = append(out, *g)
 	}
 	slices.SortFunc(out, func(a, b Group) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Host, b.Host), cmp.Compare(a.Port, b.Port))
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Host, b.Host), cmp.Compare(a.Port, b.Port),
+			boolCmp(a.DNS, b.DNS))
 	})
 	return out
 }
@@ -349,7 +355,17 @@ func firstLine(err error) string {
 	return s
 }
 
-// dest is the destination a group stands for (port 0: a DNS name).
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// dest is the destination a group stands for (port 0 for a DNS name).
 func dest(g Group) policy.Dest {
 	return policy.Dest{Host: g.Host, Port: g.Port, Path: g.Path, Plain: g.Path != ""}
 }
@@ -357,7 +373,7 @@ func dest(g Group) policy.Dest {
 // decide decides on a group: by name for a DNS-only group, else on its
 // host, port and (for plain-HTTP refusals) path.
 func decide(p *policy.Policy, g Group) policy.Decision {
-	if g.Port == 0 {
+	if g.DNS {
 		return p.DecideName(g.Host)
 	}
 	return p.Decide(dest(g))
@@ -365,7 +381,7 @@ func decide(p *policy.Policy, g Group) policy.Decision {
 
 // destName is how a report names a group.
 func destName(g Group) string {
-	if g.Port == 0 {
+	if g.DNS {
 		return g.Host + " (dns)"
 	}
 	s := policy.FormatHostPort(g.Host, g.Port)
@@ -382,7 +398,7 @@ func destName(g Group) string {
 func allowEntry(g Group) string {
 	host := g.Host
 	if a, err := netip.ParseAddr(host); err == nil {
-		if g.Port == 443 || g.Port == 0 {
+		if g.Port == 443 || g.DNS {
 			return a.String()
 		}
 		return netip.AddrPortFrom(a, uint16(g.Port)).String()
@@ -393,7 +409,7 @@ func allowEntry(g Group) string {
 			dir = d
 		}
 	}
-	if (g.Port == 443 || g.Port == 0) && dir == "" {
+	if (g.Port == 443 || g.DNS) && dir == "" {
 		return host
 	}
 	return fmt.Sprintf("%s:%d%s", host, g.Port, dir)

@@ -142,7 +142,7 @@ func TestReportAdmitsRecorded(t *testing.T) {
 					fixable = fixable || actionable(r)
 				}
 				var d policy.Decision
-				if it.Port == 0 {
+				if it.DNS {
 					d = p.DecideName(it.Host)
 				} else {
 					d = p.Decide(groupDest(it.Group))
