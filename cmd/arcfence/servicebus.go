@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -60,6 +63,17 @@ its names then replace the wide *.servicebus.windows.net rows (the azgn* row sta
 					return err
 				}
 				tr.Proxy = http.ProxyURL(u)
+				tr.OnProxyConnectResponse = func(_ context.Context, pu *url.URL, req *http.Request, resp *http.Response) error {
+					if resp.StatusCode == http.StatusOK {
+						return nil
+					}
+					msg := fmt.Sprintf("proxy %s answered CONNECT %s with %s", pu.Redacted(), req.URL.Host, resp.Status)
+					if r := resp.Header.Get("X-Arcfence-Reason"); r != "" {
+						msg += " (" + r + "): the proxy's config must admit guestnotificationservice.azure.com " +
+							"(offering servers, or kubernetes with cluster-connect or custom-locations), or use --direct"
+					}
+					return errors.New(msg)
+				}
 			}
 			if caFile != "" {
 				pool, err := loadRoots(caFile)

@@ -142,4 +142,10 @@ func TestServicebusFetchCmd(t *testing.T) {
 	if again, _ := servicebus.ReadFile(out); !slices.Equal(again, want) {
 		t.Fatalf("a failed fetch changed the file: %v", again)
 	}
+	// through a proxy that refuses: the error names the reason and the fix
+	addr, count := refusingProxy(t)
+	_, err = run(t, "servicebus", "fetch", "--region", "eastus2", "--proxy", "http://"+addr, "-o", out)
+	if err == nil || !strings.Contains(err.Error(), "403 Forbidden (explicit-deny)") || !strings.Contains(err.Error(), "--direct") || count() != 1 {
+		t.Fatalf("through a refusing proxy: err = %v (%d requests)", err, count())
+	}
 }
