@@ -61,7 +61,7 @@ free_port() {
 }
 
 say "building"
-go build ${GOFLAGS_E2E:-} -o "$TMP/arcfence" ./cmd/arcfence
+go build -o "$TMP/arcfence" ./cmd/arcfence
 go build -o "$TMP/e2etool" ./proxy/internal/e2etool
 AF="$TMP/arcfence"
 "$AF" serve --help >/dev/null 2>&1 || fail "the binary has no serve command"
