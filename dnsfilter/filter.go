@@ -90,7 +90,8 @@ type Options struct {
 	Policy *policy.Policy
 	// Mode is ModeEnforce ("" means this) or ModeLearn.
 	Mode string
-	// Logger receives the filter's own lines (start, upstream failures).
+	// Logger receives the filter's own lines (start, stop, upstream failures at
+	// debug level); the zero value discards them.
 	Logger zerolog.Logger
 	// Audit receives refusal lines; nil means audit.New(Logger).
 	Audit *audit.Log
@@ -153,8 +154,7 @@ type Filter struct {
 	baseCtx context.Context
 	cancel  context.CancelFunc
 
-	runOnce  sync.Once
-	ran      atomic.Bool
+	ran      atomic.Bool // Run or Shutdown claimed the listeners
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -346,12 +346,10 @@ func (f *Filter) Learned(addr netip.Addr) bool {
 // the query timeout). It returns nil after a shutdown, or the error that
 // stopped a server. Run may be called once.
 func (f *Filter) Run(ctx context.Context) error {
-	err := errors.New("dnsfilter: Run called twice")
-	f.runOnce.Do(func() {
-		f.ran.Store(true)
-		err = f.run(ctx)
-	})
-	return err
+	if !f.ran.CompareAndSwap(false, true) {
+		return errors.New("dnsfilter: Run called twice or after Shutdown")
+	}
+	return f.run(ctx)
 }
 
 func (f *Filter) run(ctx context.Context) error {
@@ -430,14 +428,14 @@ func (f *Filter) run(ctx context.Context) error {
 // return; on a filter that never ran it releases the listeners.
 func (f *Filter) Shutdown(ctx context.Context) error {
 	f.stopOnce.Do(func() { close(f.stop) })
-	f.runOnce.Do(func() {
+	if f.ran.CompareAndSwap(false, true) {
 		// Never ran: nothing serves; close the sockets.
 		f.cancel()
 		f.pc.Close()
 		f.ln.Close()
 		f.closeUpstreams()
 		close(f.done)
-	})
+	}
 	select {
 	case <-f.done:
 		return nil
