@@ -1,16 +1,21 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/arcfence/arcfence/internal/audit"
 )
 
 // listener wraps accepted connections in clientConn.
 type listener struct {
 	net.Listener
+	s *Server
 }
 
 func (l listener) Accept() (net.Conn, error) {
@@ -18,7 +23,7 @@ func (l listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &clientConn{Conn: c}, nil
+	return &clientConn{Conn: c, s: l.s}, nil
 }
 
 // clientConn is a client connection while net/http reads requests from it.
@@ -27,6 +32,7 @@ func (l listener) Accept() (net.Conn, error) {
 // connection is hijacked for a tunnel, so that the tunnel can splice.
 type clientConn struct {
 	net.Conn
+	s *Server
 	// pending counts bytes read since the last response was written: a
 	// timeout with pending bytes is a request that did not arrive in time.
 	pending atomic.Int64
@@ -60,13 +66,39 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if err != nil && c.headerDeadline.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.pending.Load() > 0 {
 		c.pending.Store(0)
 		_, _ = c.Conn.Write([]byte(response408))
+		c.badRequest(http.StatusRequestTimeout)
 	}
 	return n, err
 }
 
+// net/http's own answers to requests that never reach the handler.
+var (
+	netHTTP431 = []byte("HTTP/1.1 431 ")
+	netHTTP400 = []byte("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")
+)
+
 func (c *clientConn) Write(p []byte) (int, error) {
 	c.pending.Store(0)
+	if len(p) > 12 && p[9] == '4' {
+		switch {
+		case bytes.HasPrefix(p, netHTTP431):
+			c.badRequest(http.StatusRequestHeaderFieldsTooLarge)
+		case bytes.HasPrefix(p, netHTTP400):
+			c.badRequest(http.StatusBadRequest)
+		}
+	}
 	return c.Conn.Write(p)
+}
+
+// badRequest logs a request refused before it could be decided.
+func (c *clientConn) badRequest(status int) {
+	if c.s == nil {
+		return
+	}
+	if e := c.s.log.Info(); e.Enabled() {
+		e.Str(fieldComponent, audit.ComponentProxy).Str(audit.FieldClient, remoteIP(c.RemoteAddr().String()).String()).
+			Int(fieldStatus, status).Str(fieldMsg, "bad request").Send()
+	}
 }
 
 // unwrap returns the connection under net/http's view of it.

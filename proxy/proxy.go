@@ -170,7 +170,7 @@ func (w debugWriter) Printf(format string, v ...any) {
 // Serve accepts proxy clients (plain HTTP proxy protocol) on ln until
 // Shutdown; it then returns nil. It may be called for several listeners.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(listener{ln})
+	err := s.http.Serve(listener{Listener: ln, s: s})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -10,10 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/arcfence/arcfence/certs"
 	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
@@ -482,6 +488,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("status %d, want 400", resp.StatusCode)
 		}
 		closedAfter(t, c, br)
+		e.logs.find(t, map[string]any{"msg": "bad request", "status": 400, "client": "127.0.0.1"})
 		stillServes(t)
 	})
 	t.Run("huge-header", func(t *testing.T) {
@@ -495,6 +502,7 @@ func TestBadInput(t *testing.T) {
 		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Fatalf("status %d, want 431", resp.StatusCode)
 		}
+		e.logs.find(t, map[string]any{"msg": "bad request", "status": 431})
 		stillServes(t)
 	})
 	t.Run("slow-headers", func(t *testing.T) {
@@ -523,6 +531,7 @@ func TestBadInput(t *testing.T) {
 		if !strings.HasPrefix(got.String(), "HTTP/1.1 408") {
 			t.Fatalf("got %q, want a 408", got.String())
 		}
+		e.logs.find(t, map[string]any{"msg": "bad request", "status": 408})
 		stillServes(t)
 	})
 }
@@ -781,5 +790,58 @@ func TestPlainHTTP(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+}
+
+func TestHTTPSListener(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, nil)
+	e.tlsOrigin("management.azure.com", protoHandler())
+	dir := t.TempDir()
+	if _, err := certs.Init(dir, certs.InitOptions{Hosts: []string{"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	rl, err := certs.NewReloader(filepath.Join(dir, certs.ServerCertFile), filepath.Join(dir, certs.ServerKeyFile), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.s.ServeTLS(ln, rl.TLSConfig()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = e.s.Shutdown(ctx)
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("ServeTLS: %v", err)
+			}
+		case <-time.After(wait):
+			t.Error("ServeTLS did not return")
+		}
+	})
+	caPEM, err := os.ReadFile(filepath.Join(dir, certs.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := e.ca.pool.Clone()
+	roots.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{
+		Proxy:           http.ProxyURL(&url.URL{Scheme: "https", Host: ln.Addr().String()}),
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+	}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: wait}).Get("https://management.azure.com/tls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "HTTP/1.1 management.azure.com /tls" && string(body) != "HTTP/2.0 management.azure.com /tls" {
+		t.Fatalf("body %q", body)
 	}
 }
