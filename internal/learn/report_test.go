@@ -293,3 +293,68 @@ func TestReportSteadyPhase(t *testing.T) {
 		t.Fatalf("%+v", it)
 	}
 }
+
+// TestReportOnServeLogs runs the report on logs a real `arcfence serve`
+// (proxy and DNS filter) wrote; see testdata/record-serve.sh.
+func TestReportOnServeLogs(t *testing.T) {
+	for _, f := range []string{"serve-learn.log", "serve-enforce.log"} {
+		t.Run(f, func(t *testing.T) {
+			cfg := serversConfig()
+			c := collect(t, f)
+			if c.Stats.Bad != 0 {
+				t.Errorf("unparseable lines in a real log: %v", c.Stats.BadSamples)
+			}
+			rep, err := Analyze(cfg, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var y bytes.Buffer
+			if err := rep.WriteYAML(&y); err != nil {
+				t.Fatal(err)
+			}
+			next := applyYAML(t, cfg, y.Bytes())
+			p, err := config.Compile(&next)
+			if err != nil {
+				t.Fatalf("suggested config: %v\n%s", err, y.String())
+			}
+			byName := map[string]Item{}
+			for _, it := range rep.Items {
+				byName[destName(it.Group)] = it
+				d := p.Decide(groupDest(it.Group))
+				if it.DNS {
+					d = p.DecideName(it.Host)
+				}
+				if !d.Allowed() {
+					t.Errorf("%s still refused (%s) under the suggested config", destName(it.Group), d.Reason)
+				}
+			}
+			for name, want := range map[string]struct {
+				action string
+				count  int64
+			}{
+				"eastus2.dp.kubernetesconfiguration.azure.com:443":    {ActionCatalog, 32},
+				"eastus2.dp.kubernetesconfiguration.azure.com (dns)":  {ActionCatalog, 3},
+				"eastus2.obo.arc.azure.com:8084":                      {ActionCatalog, 1},
+				"arcdataservicesrow1.azurecr.io:443":                  {ActionCatalog, 1},
+				"telemetry.westeurope.arcdataservices.com:443":        {ActionCatalog, 2},
+				"westeurope.dp.kubernetesconfiguration.azure.com:443": {ActionCatalog, 1},
+				"api.github.com:443":                                  {ActionAllow, 4},
+				"unknown.example.org (dns)":                           {ActionAllow, 1},
+			} {
+				it, ok := byName[name]
+				if !ok || it.Action != want.action || it.Count != want.count {
+					t.Errorf("%s: %+v, want %s with %d refusals", name, it, want.action, want.count)
+				}
+			}
+			for _, allowed := range []string{"login.microsoftonline.com:443", "login.microsoftonline.com (dns)"} {
+				if _, ok := byName[allowed]; ok {
+					t.Errorf("allowed destination %s in the report", allowed)
+				}
+			}
+			if !sameSet(rep.Added.Offerings, []string{"kubernetes", "data-services", "sql-server"}) ||
+				!sameSet(rep.Added.Regions, []string{"westeurope"}) || !sameSet(rep.Added.Features, []string{"cluster-connect"}) {
+				t.Errorf("added %+v", rep.Added)
+			}
+		})
+	}
+}
