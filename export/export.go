@@ -96,7 +96,7 @@ const (
 	kindSubdomains                 // *.example.com: one or more labels before, never the apex
 	kindFirstGlob                  // azgn*.servicebus.windows.net: a glob inside the first label
 	kindAddress                    // an IP address (address entries)
-	kindPlaceholder                // <vmware.vcenter>, or <region> left unfilled
+	kindPlaceholder                // <vmware.vcenter>, <region> left unfilled, or no pattern form at all
 )
 
 // pattern is a parsed host pattern.
@@ -121,9 +121,14 @@ func parsePattern(p string) pattern {
 	if rest, ok := strings.CutPrefix(p, "*."); ok {
 		return pattern{kind: kindSubdomains, host: rest}
 	}
-	if i := strings.IndexByte(p, '*'); i >= 0 {
+	if strings.IndexByte(p, '*') >= 0 {
 		first, rest, _ := strings.Cut(p, ".")
-		return pattern{kind: kindFirstGlob, prefix: first[:strings.IndexByte(first, '*')], host: rest}
+		i := strings.IndexByte(first, '*')
+		if i < 0 || i != len(first)-1 || rest == "" || strings.IndexByte(rest, '*') >= 0 {
+			// not a form arcfence compiles: never expressed as a rule
+			return pattern{kind: kindPlaceholder, host: p}
+		}
+		return pattern{kind: kindFirstGlob, prefix: first[:i], host: rest}
 	}
 	return pattern{kind: kindExact, host: p}
 }
