@@ -139,6 +139,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "    %s\n", s)
 		}
 	}
+	if st.Bad > 0 && st.RefusalLines == 0 {
+		b.WriteString("  no JSON refusal line was found: learn report reads the JSON lines arcfence writes with log.format: json (the default)\n")
+	}
 	if st.Unitemized > 0 {
 		fmt.Fprintf(&b, "  %d refusals were logged without their destination (the log writer fell behind)\n", st.Unitemized)
 	}
