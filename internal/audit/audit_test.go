@@ -559,3 +559,15 @@ func TestPolicyHint(t *testing.T) {
 		t.Errorf("nil policy: %+v", got)
 	}
 }
+
+// BenchmarkRefusedPlainSlowWriter is the unfolded, synchronous Log of New
+// on the same 1ms-per-line writer: the caller pays the writer's cost (run
+// it with a small -benchtime, e.g. 200x).
+func BenchmarkRefusedPlainSlowWriter(b *testing.B) {
+	l := New(zerolog.New(slowWriter{}))
+	ev := Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "h.example.com", Port: 443,
+		Reason: policy.NotInAllowlist, Mode: "enforce"}
+	for b.Loop() {
+		l.Refused(ev)
+	}
+}
