@@ -68,7 +68,10 @@ func parseDeny(s string) (denyEntry, error) {
 		}
 		host, port = s[:i], p
 	}
-	if host == "" || strings.ContainsAny(host, "/ ") {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return denyEntry{pat: pattern{kind: kindAddress, host: a.String(), addr: a}, port: port}, nil
+	}
+	if host == "" || strings.Trim(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz0123456789.-*") != "" {
 		return denyEntry{}, fmt.Errorf("deny entry %q: expected host, host:port, IP or IP:port", s)
 	}
 	return denyEntry{pat: parsePattern(host), port: port}, nil

@@ -2,6 +2,7 @@ package export
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,4 +68,42 @@ func numericTLD(s string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzWriteDeny: any deny entry either is refused with an error or renders
+// into every format without panicking.
+func FuzzWriteDeny(f *testing.F) {
+	for _, s := range denyOpts.Deny {
+		f.Add(s)
+	}
+	f.Add("[::1]:80")
+	f.Add("*.x:443")
+	f.Fuzz(func(t *testing.T, entry string) {
+		opts := Options{Deny: []string{entry}, Regions: []string{"eastus2"}}
+		for _, format := range Formats() {
+			var b strings.Builder
+			err := WriteWith(&b, format, fixtureRules(), opts)
+			if err != nil && !strings.Contains(err.Error(), "deny entry") {
+				t.Fatalf("%s: deny %q: %v", format, entry, err)
+			}
+			if err != nil || format != FormatSquid {
+				continue
+			}
+			// nothing from an entry may start a directive of its own
+			for _, line := range strings.Split(b.String(), "\n") {
+				f := strings.Fields(line)
+				if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+					continue
+				}
+				switch f[0] {
+				case "acl", "http_access", "http_upgrade_request_protocols":
+				default:
+					t.Fatalf("deny %q: squid line %q", entry, line)
+				}
+				if f[0] == "http_access" && f[1] == "allow" && slices.Contains(f, "all") {
+					t.Fatalf("deny %q: squid line %q", entry, line)
+				}
+			}
+		}
+	})
 }
