@@ -38,8 +38,8 @@ apt_install() { # apt_install PKG...: install with services kept from starting
     chmod 755 /usr/sbin/policy-rc.d
     CREATED_POLICY_RC=1
   fi
-  timeout 300 apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "$@" >"$TMP/apt.log" 2>&1
+  timeout 180 apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq "$@" >"$TMP/apt.log" 2>&1
   local rc=$?
   if [ -n "$CREATED_POLICY_RC" ]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=""; fi
   return $rc
