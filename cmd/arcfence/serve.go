@@ -240,7 +240,7 @@ func listen(key, addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("%s is empty; set it to host:port, e.g. 127.0.0.1:3128", key)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := proxy.Listen(context.Background(), addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%s %s: the address is already in use (another proxy running?); set %s to a free address: %w", key, addr, key, err)
