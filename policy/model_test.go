@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/arcfence/arcfence/policy"
@@ -253,10 +254,19 @@ func fillPattern(pattern, region string) []string {
 	return []string{p}
 }
 
+// parsedCatalog is the embedded catalog parsed once: Compile(cfg, nil)
+// parses the YAML on every call (most of its cost), which the tests that
+// compile hundreds of configurations cannot afford under -race.
+var parsedCatalog = sync.OnceValues(policy.EmbeddedCatalog)
+
 // compileOK compiles cfg with the embedded catalog or fails the test.
 func compileOK(t testing.TB, cfg policy.Config) *policy.Policy {
 	t.Helper()
-	p, err := policy.Compile(cfg, nil)
+	cat, err := parsedCatalog()
+	if err != nil {
+		t.Fatalf("EmbeddedCatalog: %v", err)
+	}
+	p, err := policy.Compile(cfg, cat)
 	if err != nil {
 		t.Fatalf("Compile(%+v): %v", cfg, err)
 	}
