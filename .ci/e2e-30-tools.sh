@@ -207,27 +207,39 @@ code() {
     *)         curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PORT" -w '%{http_code}' "$url" || true ;;
   esac
 }
-expect() { # expect allow|deny URL
-  local got; got=$(code "$2")
-  case "$1" in
-    deny)  [ "$got" = "403" ] || fail "squid: $2 answered $got; want 403 (denied)" ;;
-    allow) [ "$got" != "403" ] && [ "$got" != "000" ] || fail "squid: $2 answered $got; want admitted (a DNS failure, not 403)" ;;
+expect() { # expect allow|deny URL: Squid's answer against the expectation and arcfence explain
+  local got want dest
+  got=$(code "$2")
+  case "$2" in
+    https://*) dest=${2#https://}; dest=${dest%%/*}; case "$dest" in *:*) ;; *) dest="$dest:443" ;; esac ;;
+    *)         dest=$2 ;;
   esac
-  say "  $1 $2 ($got)"
+  want=$("$AF" explain --config "$TMP/arcfence.yaml" "$dest" | sed -n 's/.*"verdict":"\([a-z]*\)".*/\1/p')
+  [ "$want" = "$1" ] || fail "arcfence explain $dest says $want; the test expects $1"
+  case "$1" in
+    deny)  [ "$got" = "403" ] || fail "squid: $2 answered $got; arcfence denies it (want 403)" ;;
+    allow) [ "$got" != "403" ] && [ "$got" != "000" ] || fail "squid: $2 answered $got; arcfence admits it (want a DNS failure, not 403)" ;;
+  esac
+  say "  $1 $2 (squid $got, arcfence $want)"
 }
-say "live squid checks"
+say "live squid checks, each compared with arcfence explain"
 expect allow https://eastus2.his.arc.azure.com/
 expect allow https://a.b.his.arc.azure.com/
 expect deny  https://his.arc.azure.com/
 expect deny  https://badhis.arc.azure.com/
 expect allow https://azgnabc.servicebus.windows.net/
+expect allow https://x.y.servicebus.windows.net/
+expect deny  https://servicebus.windows.net/
 expect allow https://management.azure.com/
 expect deny  https://management.azure.com:8443/
 expect deny  http://management.azure.com/
 expect allow https://eastus2.obo.arc.azure.com:8084/
 expect deny  https://westus.obo.arc.azure.com:8084/
+expect deny  https://eastus2.obo.arc.azure.com/
 expect allow http://microsoft.com/pkiops/certs/x.crt
+expect allow http://microsoft.com/pkiops/certs
 expect deny  http://microsoft.com/pkiopsx
+expect deny  http://microsoft.com/
 expect allow http://msk8s.b.tlu.dl.delivery.mp.microsoft.com/
 expect deny  https://evil.example.com/
 if grep -q 'arcfence_deny' "$SQ/arcfence.conf"; then
