@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"path"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arcfence/arcfence/policy"
+)
+
+// fuzzAnswer is what the proxy answered to one fuzzed request.
+type fuzzAnswer struct {
+	status int    // 0: the connection closed without an answer
+	reason string // X-Arcfence-Reason
+}
+
+// askProxy writes raw to the proxy and reads its first answer, bounded.
+func askProxy(t *testing.T, addr, raw string, connect bool) fuzzAnswer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatalf("dial proxy: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	go func() { _, _ = io.WriteString(c, raw) }() // the proxy may answer before reading it all
+	req := &http.Request{Method: http.MethodGet}
+	if connect {
+		req.Method = http.MethodConnect
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		if isTimeout(err) {
+			t.Fatalf("no answer in %v to %q", wait, raw)
+		}
+		return fuzzAnswer{}
+	}
+	if resp.StatusCode != http.StatusOK || !connect {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	}
+	return fuzzAnswer{status: resp.StatusCode, reason: resp.Header.Get(HeaderReason)}
+}
+
+// parseFailures are the answers net/http gives to requests it cannot take.
+func parseFailure(status int) bool {
+	switch status {
+	case 0, http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge,
+		http.StatusHTTPVersionNotSupported, http.StatusNotImplemented, http.StatusRequestTimeout:
+		return true
+	}
+	return false
+}
+
+// dialed reports answers that come only after the policy admitted the
+// destination (a tunnel, a forwarded answer, a failed dial, the guard).
+func dialed(a fuzzAnswer) bool {
+	switch {
+	case a.status == http.StatusBadGateway, a.status == http.StatusGatewayTimeout:
+		return true
+	case a.status == http.StatusForbidden && a.reason == policy.PrivateAddress.String():
+		return true
+	}
+	return a.status >= 200 && a.status < 400
+}
+
+// FuzzConnectRequest drives a real proxy over loopback with fuzzed CONNECT
+// requests (request line, Host header, one more header line) and checks it
+// differentially: whatever net/http makes of the request, the proxy's
+// verdict equals policy.Decide on the authority it parsed. A request
+// net/http cannot parse is refused without any dial; nothing the policy
+// refuses is ever tunneled; a refusal carries Decide's reason.
+func FuzzConnectRequest(f *testing.F) {
+	e := newEnv(f, nil)
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	e.rawOrigin("management.azure.com", 443, echo)
+	for _, s := range [][3]string{
+		{"raw.arcfence.test:443", "raw.arcfence.test:443", ""},
+		{"management.azure.com:443", "management.azure.com:443", "Proxy-Connection: keep-alive"},
+		{"MANAGEMENT.Azure.com.:443", "x", ""},
+		{"management.azure.com", "x", ""},
+		{"management.azure.com:0443", "x", ""},
+		{"management.azure.com:+443", "x", ""},
+		{"evil.example:443", "management.azure.com:443", ""},
+		{"management.azure.com@evil.example:443", "x", ""},
+		{"[fe80::1%25eth0]:443", "x", ""},
+		{"[::ffff:127.0.0.1]:443", "x", ""},
+		{"2130706433:443", "x", ""},
+		{"0x7f.1:443", "x", ""},
+		{"login.windows.net:443", "x", ""},
+		{"private.his.arc.azure.com:443", "x", ""},
+		{"microsoft.com:80", "x", ""},
+		{"management.azure.com:443 HTTP/1.1\r\nX:", "x", ""},
+		{"management.azure.com\x00.evil.example:443", "x", ""},
+		{"a.his.arc.azure.com:443", "x", "Content-Length: 3"},
+		{"a.his.arc.azure.com:443", "x", "Transfer-Encoding: chunked"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	pol := e.s.Policy()
+	f.Fuzz(func(t *testing.T, target, host, extra string) {
+		raw := "CONNECT " + target + " HTTP/1.1\r\nHost: " + host + "\r\n"
+		if extra != "" {
+			raw += extra + "\r\n"
+		}
+		raw += "\r\n"
+		if len(raw) > 4<<10 {
+			t.Skip("longer than the header limits the corpus cares about")
+		}
+		e.logs.mu.Lock()
+		if e.logs.b.Len() > 1<<20 {
+			e.logs.b.Reset() // bounded memory over long fuzz runs
+		}
+		e.logs.mu.Unlock()
+
+		got := askProxy(t, e.addr, raw, true)
+		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if perr != nil || req.Method != http.MethodConnect {
+			// net/http could not take the request: no decision, no dial.
+			if !parseFailure(got.status) {
+				t.Fatalf("net/http cannot parse %q (%v) but the proxy answered %d %q", raw, perr, got.status, got.reason)
+			}
+			return
+		}
+		if parseFailure(got.status) {
+			return // the server's stricter checks (Host header, framing)
+		}
+		want := connectVerdict(pol, req.RequestURI)
+		checkVerdict(t, raw, want, got)
+	})
+}
+
+// connectVerdict is the proxy's decision on a CONNECT authority, from the
+// policy alone.
+func connectVerdict(pol *policy.Policy, authority string) policy.Decision {
+	h, port, r := policy.SplitHostPort(authority)
+	if r != policy.ReasonNone {
+		return policy.Decision{Reason: r, Host: h, Port: port}
+	}
+	return pol.Decide(policy.Dest{Host: h, Port: port})
+}
+
+// checkVerdict compares the proxy's answer with the policy's decision.
+func checkVerdict(t *testing.T, raw string, want policy.Decision, got fuzzAnswer) {
+	t.Helper()
+	if want.Allowed() {
+		if !dialed(got) {
+			t.Fatalf("%q: policy allows %s:%d (%s), proxy answered %d %q", raw, want.Host, want.Port, want.Rule, got.status, got.reason)
+		}
+		return
+	}
+	if dialed(got) {
+		t.Fatalf("%q: policy refuses %s:%d (%s), proxy answered %d %q", raw, want.Host, want.Port, want.Reason, got.status, got.reason)
+	}
+	if got.status != http.StatusForbidden || got.reason != want.Reason.String() {
+		t.Fatalf("%q: policy refuses %s:%d with %s, proxy answered %d %q", raw, want.Host, want.Port, want.Reason, got.status, got.reason)
+	}
+}
+
+// FuzzPlainRequest is FuzzConnectRequest for absolute-form plain-HTTP
+// requests: the verdict equals Decide on the URL's host, port and cleaned
+// path, and what reaches the origin stays inside the admitted path.
+func FuzzPlainRequest(f *testing.F) {
+	e := newEnv(f, nil)
+	served := make(chan string, 1)
+	e.plainOrigin("microsoft.com", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case served <- r.URL.Path:
+		default:
+		}
+	}))
+	for _, s := range [][2]string{
+		{"http://microsoft.com/pkiops/certs/a.crt", "microsoft.com"},
+		{"http://microsoft.com/pkiops/certs/../x", "microsoft.com"},
+		{"http://microsoft.com/pkiops/certs/%2e%2e/x", "microsoft.com"},
+		{"http://microsoft.com/pkiops%2fcerts/a", "microsoft.com"},
+		{"http://microsoft.com:80/pkiops/certs/", "evil.example"},
+		{"http://management.azure.com@evil.example/", "x"},
+		{"http://evil.example@microsoft.com/pkiops/certs/a", "x"},
+		{"HTTP://MICROSOFT.COM./pkiops/certs/a", "x"},
+		{"http://microsoft.com:/pkiops/certs/a", "x"},
+		{"http://[::ffff:127.0.0.1]/", "x"},
+		{"http://2130706433/", "x"},
+		{"http://plain.arcfence.test:80/anything", "x"},
+		{"/pkiops/certs/a.crt", "microsoft.com"},
+		{"https://microsoft.com/pkiops/certs/a.crt", "microsoft.com"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	pol := e.s.Policy()
+	f.Fuzz(func(t *testing.T, url, host string) {
+		raw := "GET " + url + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n"
+		if len(raw) > 4<<10 {
+			t.Skip("longer than the header limits the corpus cares about")
+		}
+		e.logs.mu.Lock()
+		if e.logs.b.Len() > 1<<20 {
+			e.logs.b.Reset()
+		}
+		e.logs.mu.Unlock()
+		select {
+		case <-served:
+		default:
+		}
+		got := askProxy(t, e.addr, raw, false)
+		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if perr != nil {
+			if !parseFailure(got.status) {
+				t.Fatalf("net/http cannot parse %q (%v) but the proxy answered %d %q", raw, perr, got.status, got.reason)
+			}
+			return
+		}
+		if parseFailure(got.status) {
+			return // not absolute-form http://, or the server's stricter checks
+		}
+		u := req.URL
+		if !u.IsAbs() || !strings.EqualFold(u.Scheme, "http") {
+			t.Fatalf("%q: not an absolute http:// URL, proxy answered %d %q", raw, got.status, got.reason)
+		}
+		var want policy.Decision
+		h, port, r := u.Host, 80, policy.ReasonNone
+		switch {
+		case u.Port() != "":
+			h, port, r = policy.SplitHostPort(u.Host)
+		case strings.HasSuffix(h, ":"):
+			h, r = strings.TrimSuffix(h, ":"), policy.InvalidPort
+		}
+		if r != policy.ReasonNone {
+			want = policy.Decision{Reason: r, Host: h, Port: port}
+		} else {
+			want = pol.Decide(policy.Dest{Host: h, Port: port, Path: cleanPath(u.Path), Plain: true})
+		}
+		checkVerdict(t, raw, want, got)
+		if got.status == http.StatusOK && want.Allowed() && strings.HasPrefix(want.Rule, "microsoft.com/pkiops/certs") {
+			select {
+			case p := <-served:
+				if c := path.Clean(p); c != "/pkiops/certs" && !strings.HasPrefix(c, "/pkiops/certs/") {
+					t.Fatalf("%q: admitted, and the origin served %q", raw, p)
+				}
+			case <-time.After(wait):
+				t.Fatalf("%q: 200 without the origin serving it", raw)
+			}
+		}
+	})
+}
+
+// TestFuzzVerdictHelpers pins the helpers' reading of answers.
+func TestFuzzVerdictHelpers(t *testing.T) {
+	for _, tc := range []struct {
+		a    fuzzAnswer
+		want bool
+	}{
+		{fuzzAnswer{200, ""}, true},
+		{fuzzAnswer{502, ""}, true},
+		{fuzzAnswer{504, ""}, true},
+		{fuzzAnswer{403, "private-address"}, true},
+		{fuzzAnswer{403, "not-in-allowlist"}, false},
+		{fuzzAnswer{429, "limit-exceeded"}, false},
+		{fuzzAnswer{400, ""}, false},
+	} {
+		if got := dialed(tc.a); got != tc.want {
+			t.Errorf("dialed(%d %q) = %v", tc.a.status, tc.a.reason, got)
+		}
+	}
+	if !parseFailure(0) || parseFailure(403) || !parseFailure(431) {
+		t.Error("parseFailure")
+	}
+}
