@@ -15,6 +15,9 @@ const (
 	// included). Real ClientHellos, post-quantum key shares included, are a
 	// few KiB; anything larger is refused as not-tls rather than buffered.
 	maxHelloBytes = 32 << 10
+	// helloBufSize is the buffer first tried for a tunnel's first bytes:
+	// enough for nearly every ClientHello; it grows up to maxHelloBytes.
+	helloBufSize = 8 << 10
 )
 
 // helloStatus is the outcome of inspecting a tunnel's first bytes.
@@ -27,14 +30,17 @@ const (
 	helloOK
 	// helloNotTLS: the bytes are not a TLS handshake starting with a ClientHello.
 	helloNotTLS
+	// helloNeedScratch: the hello is complete but spread over several
+	// records, and scratch is too small to reassemble it.
+	helloNeedScratch
 )
 
 // parseClientHello inspects b, the first bytes a client sent in a tunnel.
 // On helloOK, sni is the host_name of the server_name extension (nil when
 // the extension is absent): a sub-slice of b, or of scratch when the
 // message is spread over several records, in which case it is reassembled
-// there. scratch needs a capacity of maxHelloBytes; it may be nil when b is
-// known to hold one record.
+// there. A scratch too small for that gives helloNeedScratch (nil is fine
+// for the usual one-record hello).
 func parseClientHello(b, scratch []byte) (sni []byte, st helloStatus) {
 	if len(b) == 0 {
 		return nil, helloNeedMore
@@ -101,7 +107,7 @@ func parseClientHello(b, scratch []byte) (sni []byte, st helloStatus) {
 		return parseHelloBody(b[recordHeaderLen+4 : recordHeaderLen+4+msgLen])
 	}
 	if cap(scratch) < 4+msgLen {
-		return nil, helloNotTLS
+		return nil, helloNeedScratch
 	}
 	m := scratch[:0]
 	for o := 0; len(m) < 4+msgLen; {

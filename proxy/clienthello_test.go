@@ -88,6 +88,16 @@ func TestParseClientHello(t *testing.T) {
 	}
 }
 
+func TestParseClientHelloNeedScratch(t *testing.T) {
+	in := splitRecords(clientHello(t, "management.azure.com"), 100)
+	if _, st := parseClientHello(in, nil); st != helloNeedScratch {
+		t.Fatalf("status %d, want need-scratch", st)
+	}
+	if sni, st := parseClientHello(clientHello(t, "a.example"), nil); st != helloOK || string(sni) != "a.example" {
+		t.Fatalf("one record without scratch: (%q, %d)", sni, st)
+	}
+}
+
 func TestParseClientHelloAllocs(t *testing.T) {
 	in := splitRecords(clientHello(t, "management.azure.com"), 100)
 	scratch := make([]byte, 0, maxHelloBytes)

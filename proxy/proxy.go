@@ -72,7 +72,7 @@ type Server struct {
 
 	pipes  pipePool
 	bufs   sync.Pool // *[]byte of genericBufSize
-	hellos sync.Pool // *[]byte of 2*maxHelloBytes: first bytes, then reassembly room
+	hellos sync.Pool // *[]byte of helloBufSize: a tunnel's first bytes
 
 	mu        sync.Mutex
 	tunnels   map[*tunnel]struct{}
@@ -112,7 +112,7 @@ func New(opts Options) (*Server, error) {
 		drained:   make(chan struct{}),
 	}
 	s.bufs.New = func() any { b := make([]byte, genericBufSize); return &b }
-	s.hellos.New = func() any { b := make([]byte, 0, 2*maxHelloBytes); return &b }
+	s.hellos.New = func() any { b := make([]byte, 0, helloBufSize); return &b }
 	s.cur.Store(st)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 

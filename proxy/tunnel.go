@@ -107,13 +107,16 @@ func (t *tunnel) downward() {
 // end finishes one direction: a clean EOF is propagated as a half-close,
 // an error closes the whole tunnel. The second direction to end releases it.
 func (t *tunnel) end(up bool, err error) {
-	if err == nil {
+	last := t.ended.Load() == 1
+	if err == nil && !last {
+		// (The last direction skips it: release closes both sockets at
+		// once, and a close after EOF on both sides sends the FIN itself.)
 		if up {
 			_ = t.origin.CloseWrite()
 		} else {
 			closeWrite(t.client)
 		}
-	} else if !errors.Is(err, net.ErrClosed) {
+	} else if err != nil && !errors.Is(err, net.ErrClosed) {
 		t.abort(!errors.Is(err, errRefused), "")
 	}
 	if t.ended.Add(1) == 2 {
@@ -293,8 +296,8 @@ var tlsAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31}
 func (t *tunnel) checkHello() (int64, error) {
 	bp := t.s.hellos.Get().(*[]byte)
 	defer t.s.hellos.Put(bp)
-	b := append((*bp)[:0:maxHelloBytes], t.toOrigin...)
-	scratch := (*bp)[maxHelloBytes:maxHelloBytes]
+	b := append((*bp)[:0], t.toOrigin...)
+	var scratch []byte
 	c := t.client
 	timed := false
 	arm := func() {
@@ -314,6 +317,10 @@ func (t *tunnel) checkHello() (int64, error) {
 	)
 	for {
 		sni, st = parseClientHello(b, scratch)
+		if st == helloNeedScratch {
+			scratch = make([]byte, 0, maxHelloBytes)
+			continue
+		}
 		if st != helloNeedMore {
 			break
 		}
@@ -321,8 +328,11 @@ func (t *tunnel) checkHello() (int64, error) {
 			arm()
 		}
 		if len(b) == cap(b) {
-			st = helloNotTLS
-			break
+			if cap(b) >= maxHelloBytes {
+				st = helloNotTLS
+				break
+			}
+			b = append(make([]byte, 0, min(2*cap(b), maxHelloBytes)), b...)
 		}
 		k, err := c.Read(b[len(b):cap(b)])
 		b = b[:len(b)+k]
