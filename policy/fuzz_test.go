@@ -279,3 +279,42 @@ func FuzzDecide(f *testing.F) {
 		}
 	})
 }
+
+func FuzzCompileConfig(f *testing.F) {
+	f.Add("servers", "esu", "eastus2", "onboarding", "direct", "", "", "example.org", "bad.example.org")
+	f.Add("vmware", "guest-management", "East US 2", "steady", "indirect", "[fd00::1]:443", "", "10.0.0.1:8443", "")
+	f.Add("scvmm", "private-link", "westeurop", "", "", "", "scvmm.corp.example", "<region>.x.example", "<region>.y.example")
+	f.Add("app-services", "resource-management-private-link", "", "stable", "hybrid", "vc", "", "*.w.example:80/p", "a/b")
+	f.Add("data-services", "", "eastus3", "", "indirect", "", "", "", "")
+	f.Fuzz(func(t *testing.T, offering, feature, region, phase, mode, vcenter, scvmm, allow, deny string) {
+		cfg := policy.Config{Offerings: []string{offering}, Features: []string{feature}, Regions: []string{region},
+			Phase: phase, DataServicesMode: mode, VCenter: vcenter, SCVMMServer: scvmm}
+		if allow != "" {
+			cfg.Allow = []string{allow}
+		}
+		if deny != "" {
+			cfg.Deny = []string{deny}
+		}
+		cat, err := parsedCatalog()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := policy.Compile(cfg, cat)
+		if (p == nil) == (err == nil) {
+			t.Fatalf("Compile(%+v) = %v, %v: want exactly one", cfg, p, err)
+		}
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("Compile(%+v): empty error", cfg)
+			}
+			return
+		}
+		for _, r := range p.Rules() {
+			host := instanceOf(r.Pattern)
+			for _, port := range r.Ports {
+				p.Decide(destFor(host, port, r.Path))
+				p.Hint(policy.Dest{Host: host, Port: port})
+			}
+		}
+	})
+}
