@@ -74,6 +74,8 @@ func TestConfigErrors(t *testing.T) {
 		"scvmm-without-server":         {`scvmm.server: required with offering scvmm`},
 		"scvmm-server-without-scvmm":   {`scvmm.server: set without offering scvmm`},
 		"bad-vcenter":                  {`vmware.vcenter: "https://vcenter.corp.example": write the host without a scheme`},
+		"bad-vcenter-path":             {`vmware.vcenter: "vcenter.corp.example/sdk"`},
+		"bad-scvmm-wildcard":           {`scvmm.server: "*.corp.example"`},
 		"allow-scheme":                 {`allow: "https://example.com": write the host without a scheme`},
 		"allow-bad-port":               {`allow: "example.com:99999": port "99999" is not a number from 1 to 65535`},
 		"allow-two-stars":              {`allow: "*.*.example.com"`, "only one * is allowed"},

@@ -267,6 +267,8 @@ func TestDenyWins(t *testing.T) {
 		{"deny address over allow address", dest("10.0.0.5", 443), deny},
 		{"deny ipv6 address:port over allow", dest("2001:db8::5", 8443), deny},
 		{"deny bare ipv6 every port", dest("2001:db8::6", 8443), deny},
+		{"deny ipv6 in another spelling", dest("[2001:0DB8:0:0::6]", 443), deny},
+		{"deny ipv4 address reached as ipv4-mapped ipv6", dest("::ffff:10.0.0.5", 443), deny},
 		{"deny pkiops over CONNECT", dest("microsoft.com", 443), deny},
 		{"deny pkiops over plain HTTP", plain("microsoft.com", 80, "/pkiops/certs/x"), deny},
 		{"deny wildcard over allow exact", dest("denied-by-wildcard.example.net", 443), deny},
