@@ -32,7 +32,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settin
 		writeDeny(w, host, port, policy.ClientNotAllowed)
 		return
 	}
-	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port}))
+	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port}), "")
 	if !ok {
 		writeDeny(w, d.Host, d.Port, d.Reason)
 		return

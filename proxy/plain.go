@@ -122,7 +122,8 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 		writeDeny(w, host, port, policy.ClientNotAllowed)
 		return
 	}
-	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port, Path: cleanPath(r.URL.Path), Plain: true}))
+	path := cleanPath(r.URL.Path)
+	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port, Path: path, Plain: true}), path)
 	if !ok {
 		writeDeny(w, d.Host, d.Port, d.Reason)
 		return

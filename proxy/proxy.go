@@ -322,6 +322,11 @@ func (s *Server) untrack(t *tunnel) {
 
 // refused writes a refusal line and counts the decision.
 func (s *Server) refused(client netip.Addr, host string, port int, r policy.Reason, proceeded bool) {
+	s.refusedPath(client, host, port, "", r, proceeded)
+}
+
+// refusedPath is refused for a plain-HTTP request, whose path is logged.
+func (s *Server) refusedPath(client netip.Addr, host string, port int, path string, r policy.Reason, proceeded bool) {
 	st := s.cur.Load()
 	s.m.decision(false, r, "")
 	s.audit.Refused(audit.Event{
@@ -332,6 +337,7 @@ func (s *Server) refused(client netip.Addr, host string, port int, r policy.Reas
 		Reason:    r,
 		Mode:      st.mode,
 		Proceeded: proceeded,
+		Path:      path,
 	})
 }
 
@@ -343,7 +349,7 @@ const ruleLearned = "dns:learned-address"
 // DNS filter handed out (when that is on), and in learn mode the refusals
 // learn mode lets through (logged as "would deny"). Refusals are logged and
 // counted here.
-func (s *Server) admit(st *settings, client netip.Addr, d policy.Decision) (policy.Decision, bool) {
+func (s *Server) admit(st *settings, client netip.Addr, d policy.Decision, path string) (policy.Decision, bool) {
 	if d.Allowed() {
 		s.m.decision(true, policy.ReasonNone, d.Offering)
 		return d, true
@@ -354,7 +360,7 @@ func (s *Server) admit(st *settings, client netip.Addr, d policy.Decision) (poli
 		return d, true
 	}
 	proceed := st.learn && d.Reason.Learnable()
-	s.refused(client, d.Host, d.Port, d.Reason, proceed)
+	s.refusedPath(client, d.Host, d.Port, path, d.Reason, proceed)
 	return d, proceed
 }
 

@@ -191,6 +191,7 @@ func TestRefusalsOnTheWire(t *testing.T) {
 		}
 		e.refusal(t, resp, "microsoft.com", 80, policy.PathNotAllowed)
 		closedAfter(t, c, br)
+		e.logs.find(t, map[string]any{"msg": "denied", "reason": "path-not-allowed", "path": "/other"})
 	})
 	t.Run("path-not-allowed/dot-segments", func(t *testing.T) {
 		c := e.dialProxy()

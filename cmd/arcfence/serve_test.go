@@ -93,10 +93,25 @@ func TestServeReloadAndShutdown(t *testing.T) {
 		}
 	}()
 	proxyAddr := freePort(t)
+	adminAddr := freePort(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "arcfence.yaml")
-	base := fmt.Sprintf("listen: %s\nadmin: {listen: \"\"}\nallow_ranges: [127.0.0.0/8]\nresolver: 127.0.0.1:9\n"+
-		"limits: {dial_timeout: 1s, shutdown_grace: 5s}\nallow: [%q", proxyAddr, origin.Addr().String())
+	base := fmt.Sprintf("listen: %s\nadmin: {listen: %q}\nallow_ranges: [127.0.0.0/8]\nresolver: 127.0.0.1:9\n"+
+		"limits: {dial_timeout: 1s, shutdown_grace: 5s}\nallow: [%q", proxyAddr, adminAddr, origin.Addr().String())
+	reloadOK := func() string {
+		resp, err := http.Get("http://" + adminAddr + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "arcfence_config_last_reload_ok ") {
+				return strings.TrimPrefix(l, "arcfence_config_last_reload_ok ")
+			}
+		}
+		return "missing"
+	}
 	write := func(extra, tail string) {
 		t.Helper()
 		// Written aside and renamed, as config managers do.
@@ -174,6 +189,9 @@ func TestServeReloadAndShutdown(t *testing.T) {
 	if !strings.Contains(logs.String(), `"level":"error"`) {
 		t.Fatal("failed reload not logged at error level")
 	}
+	if v := reloadOK(); v != "0" {
+		t.Fatalf("arcfence_config_last_reload_ok after a failed reload: %s", v)
+	}
 	ping()
 
 	// SIGHUP re-reads a fixed file (written while watching, then forced).
@@ -185,6 +203,9 @@ func TestServeReloadAndShutdown(t *testing.T) {
 		st, r := connectStatus(t, proxyAddr, "example.org:443")
 		return st == 403 && r == "not-in-allowlist"
 	})
+	if v := reloadOK(); v != "1" {
+		t.Fatalf("arcfence_config_last_reload_ok after a good reload: %s", v)
+	}
 	ping()
 
 	// Shutdown drains: the tunnel still works until it is closed, then serve exits 0.
