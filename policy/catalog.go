@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -17,6 +18,16 @@ var catalogYAML []byte
 type Catalog struct {
 	// Entries in catalog order (the spec's order of first appearance).
 	Entries []Entry `yaml:"entries" json:"entries"`
+
+	// all caches the every-offering policy Hint searches (set by ParseCatalog).
+	all *allCache
+}
+
+// allCache compiles a catalog's every-offering policy once.
+type allCache struct {
+	once sync.Once
+	p    *Policy
+	err  error
 }
 
 // Entry is one endpoint pattern of the spec with every section that lists it.
@@ -82,9 +93,13 @@ const (
 
 // EmbeddedCatalog parses the catalog built into the binary. It is parsed by
 // ParseCatalog, the same loader a user-supplied catalog would go through.
+// The result is parsed once per process and shared: callers must not modify it.
 func EmbeddedCatalog() (*Catalog, error) {
-	return ParseCatalog(catalogYAML)
+	return embedded()
 }
+
+// embedded parses the embedded catalog once; the result is never modified.
+var embedded = sync.OnceValues(func() (*Catalog, error) { return ParseCatalog(catalogYAML) })
 
 // ParseCatalog parses and validates a catalog document.
 func ParseCatalog(data []byte) (*Catalog, error) {
@@ -97,6 +112,7 @@ func ParseCatalog(data []byte) (*Catalog, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	c.all = &allCache{}
 	return &c, nil
 }
 

@@ -210,11 +210,28 @@ func Compile(cfg Config, cat *Catalog) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.all, err = compileAll(cat)
+	if cat.all != nil {
+		cat.all.once.Do(func() { cat.all.p, cat.all.err = compileAll(cat) })
+		p.all, err = cat.all.p, cat.all.err
+	} else {
+		p.all, err = compileAll(cat)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	return p, nil
+}
+
+// cloneConfig copies the configuration's slices, so that neither the
+// caller's later edits nor edits of Config()'s result reach the policy.
+func cloneConfig(c Config) Config {
+	c.Regions = slices.Clone(c.Regions)
+	c.Offerings = slices.Clone(c.Offerings)
+	c.Features = slices.Clone(c.Features)
+	c.Allow = slices.Clone(c.Allow)
+	c.Deny = slices.Clone(c.Deny)
+	c.ServicebusNames = slices.Clone(c.ServicebusNames)
+	return c
 }
 
 // compileAll compiles the policy with every offering, every feature that
@@ -236,6 +253,7 @@ func compileAll(cat *Catalog) (*Policy, error) {
 }
 
 func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
+	cfg = cloneConfig(cfg)
 	p := &Policy{
 		cfg:       cfg,
 		cat:       cat,
@@ -370,7 +388,7 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 			}
 			c := &crow{
 				pat:       hp,
-				ports:     e.Ports,
+				ports:     slices.Clone(e.Ports),
 				path:      e.Path,
 				offering:  src.offering,
 				feature:   src.feature,
@@ -388,7 +406,7 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 			}
 			p.allow.add(c)
 			p.rules = append(p.rules, Rule{
-				Pattern: pat, Path: e.Path, Ports: e.Ports, Scheme: e.Scheme,
+				Pattern: pat, Path: e.Path, Ports: slices.Clone(e.Ports), Scheme: e.Scheme,
 				Offering: src.offering, Feature: src.feature, When: src.row.When,
 				PrivateLink: src.row.PrivateLink, Section: src.row.Section,
 				Description: src.row.Description, Note: e.Note, Source: SourceCatalog,
@@ -675,7 +693,10 @@ func (p *Policy) addUser(written string, src Source, key string, order *int, e *
 			entry:     -1,
 		}
 		*order++
-		r := Rule{Pattern: ue.host, Path: ue.path, Ports: c.ports, Scheme: "https", Source: src, Written: w}
+		if src != SourceAllow && (ue.path != "" || strings.IndexByte(ue.host, '*') >= 0) {
+			return fmt.Errorf("%s: %q: expected host, IP, host:port, IP:port or [IPv6]:port", key, w)
+		}
+		r := Rule{Pattern: ue.host, Path: ue.path, Ports: slices.Clone(c.ports), Scheme: "https", Source: src, Written: w}
 		if port == 80 {
 			r.Scheme = "http"
 		}
@@ -742,11 +763,17 @@ func (p *Policy) addDeny(written string, order *int) error {
 }
 
 // Config returns the configuration the policy was compiled from.
-func (p *Policy) Config() Config { return p.cfg }
+func (p *Policy) Config() Config { return cloneConfig(p.cfg) }
 
 // Rules returns the effective allowlist: catalog rows in catalog order with
 // regions filled, then user entries. The slice is a copy.
-func (p *Policy) Rules() []Rule { return slices.Clone(p.rules) }
+func (p *Policy) Rules() []Rule {
+	out := slices.Clone(p.rules)
+	for i := range out {
+		out[i].Ports = slices.Clone(out[i].Ports)
+	}
+	return out
+}
 
 // Selected returns the selected canonical offerings, in attribution order.
 func (p *Policy) Selected() []string {

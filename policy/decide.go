@@ -303,6 +303,9 @@ type Hint struct {
 	// Phase is "onboarding" when the row is an installation or connection
 	// row that the steady phase switches off.
 	Phase string `json:"phase,omitempty"`
+	// DataServicesMode is "direct" when the row is a direct-mode-only data
+	// services row and data_services.mode is indirect.
+	DataServicesMode string `json:"data_services_mode,omitempty"`
 }
 
 // Found reports whether a catalog row would admit the destination.
@@ -353,7 +356,11 @@ func (p *Policy) Hint(d Dest) Hint {
 				continue
 			}
 			pick = s
-			h.Offering = s.Offering
+			if s.Offering == OfferingDataServices && s.DirectOnly && p.selected[OfferingDataServices] {
+				h.DataServicesMode = DataServicesDirect
+			} else {
+				h.Offering = s.Offering
+			}
 			break
 		}
 	}
@@ -367,8 +374,10 @@ func (p *Policy) Hint(d Dest) Hint {
 	if (pick.When == WhenInstall || pick.When == WhenConnect) && p.cfg.Phase == PhaseSteady {
 		h.Phase = PhaseOnboarding
 	}
-	if h.Offering == OfferingDataServices && pick.DirectOnly && p.cfg.DataServicesMode == DataServicesIndirect {
-		h.Offering = OfferingDataServices
+	if h.Offering == "" && h.Feature == "" && h.Region == "" && h.Phase == "" && h.DataServicesMode == "" {
+		// The selection already brings the row: something else (the
+		// servicebus allowlist file, a deny entry) refuses the name.
+		return Hint{}
 	}
 	return h
 }
