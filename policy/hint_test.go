@@ -35,6 +35,12 @@ func TestHint(t *testing.T) {
 		{"no row on the port", servers, dest("management.azure.com", 22), policy.Hint{}},
 		{"path nobody admits", servers, plain("microsoft.com", 80, "/other"), policy.Hint{}},
 		{"ip literal", servers, dest("192.0.2.1", 443), policy.Hint{}},
+		{"direct-only row in indirect mode", policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"data-services"}, DataServicesMode: "indirect"},
+			dest("arcdataservicesrow1.azurecr.io", 443),
+			policy.Hint{DataServicesMode: "direct", Section: "Azure Arc-enabled data services", Rule: "arcdataservicesrow1.azurecr.io:443"}},
+		{"servicebus name outside the allowlist file", policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers"},
+			Features: []string{"ssh"}, ServicebusNames: []string{"wcus-prod-1.servicebus.windows.net"}},
+			dest("other.servicebus.windows.net", 443), policy.Hint{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,6 +68,9 @@ func applyHint(cfg policy.Config, h policy.Hint) policy.Config {
 	}
 	if h.Phase != "" {
 		cfg.Phase = h.Phase
+	}
+	if h.DataServicesMode != "" {
+		cfg.DataServicesMode = h.DataServicesMode
 	}
 	return cfg
 }
@@ -100,7 +109,7 @@ func TestHintWorks(t *testing.T) {
 				if !h.Found() {
 					continue
 				}
-				if h.Offering == "" && h.Feature == "" && h.Region == "" && h.Phase == "" {
+				if h.Offering == "" && h.Feature == "" && h.Region == "" && h.Phase == "" && h.DataServicesMode == "" {
 					t.Errorf("Hint(%s:%d) = %+v: found, but names nothing to add", d.Host, d.Port, h)
 					continue
 				}
