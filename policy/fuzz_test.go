@@ -64,6 +64,43 @@ func FuzzSplitHostPort(f *testing.F) {
 	})
 }
 
+// refNormalize is the design's normalization written plainly: an IPv6
+// literal (bracketed or not; a zone only of letters, digits, '-' and '_')
+// in its canonical lower-case text, else one trailing dot dropped and a DNS
+// name of letters, digits and hyphens (labels 1..63 bytes, no hyphen at
+// either end, at most 253 bytes) in lower case.
+func refNormalize(s string) (string, bool) {
+	v6 := func(x string) (string, bool) {
+		a, err := netip.ParseAddr(x)
+		if err != nil || !a.Is6() {
+			return "", false
+		}
+		if strings.Trim(strings.ToLower(a.Zone()), "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return "", false
+		}
+		return strings.ToLower(a.String()), true
+	}
+	if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
+		return v6(s[1 : len(s)-1])
+	}
+	s = strings.TrimSuffix(s, ".")
+	if strings.Contains(s, ":") {
+		return v6(s)
+	}
+	if len(s) == 0 || len(s) > 253 {
+		return "", false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", false
+		}
+		if strings.Trim(strings.ToLower(l), "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return "", false
+		}
+	}
+	return strings.ToLower(s), true
+}
+
 func FuzzNormalizeHost(f *testing.F) {
 	for _, s := range []string{
 		"management.azure.com", "MANAGEMENT.Azure.COM.", "a..b", ".", "", "1.2.3.4", "[::1]", "::1",
@@ -74,6 +111,9 @@ func FuzzNormalizeHost(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		h, ok := policy.NormalizeHost(s)
+		if rh, rok := refNormalize(s); ok != rok || ok && h != rh {
+			t.Fatalf("NormalizeHost(%q) = %q, %v; the design's normalization gives %q, %v", s, h, ok, rh, rok)
+		}
 		if !ok {
 			return
 		}
