@@ -143,10 +143,9 @@ type Filter struct {
 	cnames  *ttlSet[string] // CNAME targets of allowed answers
 	learned *ttlSet[netip.Addr]
 
-	rcodeCounters  [16]prometheus.Counter
-	edeBlocked     map[policy.Reason]*dns.EDNS0_EDE
-	edeUnsupported *dns.EDNS0_EDE
-	bufs           sync.Pool // *[]byte packet buffers of 4096 bytes
+	rcodeCounters [16]prometheus.Counter
+	tails         *refusalTails
+	bufs          sync.Pool // *[]byte packet buffers of 4096 bytes
 
 	pc net.PacketConn
 	ln net.Listener
@@ -208,7 +207,7 @@ func New(opts Options) (*Filter, error) {
 		f.attempts = max(len(ups), 2)
 	}
 	f.set.Store(st)
-	f.edeBlocked, f.edeUnsupported = newEDEs()
+	f.tails = newRefusalTails()
 	f.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	if opts.CacheSize > 0 {
 		f.cache = newAnswerCache(opts.CacheSize)

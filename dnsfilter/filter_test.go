@@ -107,6 +107,14 @@ func TestDeniedGetsRcodeAndEDE(t *testing.T) {
 					!strings.Contains(x.ExtraText, "not-in-allowlist") {
 					t.Errorf("%s: EDE %v, want code 15 naming arcfence and the reason", netw, x)
 				}
+				if o := r.IsEdns0(); o == nil || o.Do() || o.UDPSize() != maxUDPSize {
+					t.Errorf("%s: OPT %v", netw, o)
+				}
+				qdo := question("example.com.", dns.TypeA, false)
+				qdo.SetEdns0(4096, true)
+				if o := ask(t, e.f.Addr(), netw, qdo).IsEdns0(); o == nil || !o.Do() {
+					t.Errorf("%s: DO not mirrored in the refusal: %v", netw, o)
+				}
 				// Without EDNS there is no OPT record (RFC 6891), the rcode stays.
 				r = ask(t, e.f.Addr(), netw, question("example.com.", dns.TypeAAAA, false))
 				if r.Rcode != tc.want || r.IsEdns0() != nil {

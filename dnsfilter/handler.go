@@ -11,28 +11,35 @@ import (
 	"github.com/arcfence/arcfence/policy"
 )
 
-// newEDEs builds the Extended DNS Errors (RFC 8914) attached to refusals:
-// code 15 "Blocked" per reason, and code 21 "Not Supported" for ANY. They are
-// built once per Filter; answers share them read-only.
-func newEDEs() (blocked map[policy.Reason]*dns.EDNS0_EDE, unsupported *dns.EDNS0_EDE) {
-	blocked = make(map[policy.Reason]*dns.EDNS0_EDE)
-	for _, r := range policy.Reasons() {
-		blocked[r] = newBlockedEDE(r)
-	}
-	unsupported = &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNotSupported,
-		ExtraText: "refused by arcfence: ANY, zone transfers and non-IN classes are not answered"}
-	return blocked, unsupported
+// EDNS tails of refusals: the OPT record (our UDP size, DO clear) with one
+// Extended DNS Error option (RFC 8914), in wire form, appended to a
+// refusal for an EDNS client. Built once per Filter and shared read-only.
+type refusalTails struct {
+	blocked     [256][]byte // code 15 "Blocked", by policy.Reason
+	unsupported []byte      // code 21 "Not Supported": ANY, zone transfers, non-IN
 }
 
-func newBlockedEDE(r policy.Reason) *dns.EDNS0_EDE {
-	return &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: "blocked by arcfence: " + r.String()}
+// optDOByte is the offset, in an OPT record with the root name, of the
+// flags byte that holds the DO bit.
+const optDOByte = 7
+
+func newRefusalTails() *refusalTails {
+	t := &refusalTails{}
+	for i := range t.blocked {
+		t.blocked[i] = optTail(dns.ExtendedErrorCodeBlocked, "blocked by arcfence: "+policy.Reason(i).String())
+	}
+	t.unsupported = optTail(dns.ExtendedErrorCodeNotSupported,
+		"refused by arcfence: ANY, zone transfers and non-IN classes are not answered")
+	return t
 }
 
-func (f *Filter) blockedEDE(r policy.Reason) *dns.EDNS0_EDE {
-	if e, ok := f.edeBlocked[r]; ok {
-		return e
-	}
-	return newBlockedEDE(r)
+func optTail(code uint16, text string) []byte {
+	b := []byte{0, 0, typeOPT, maxUDPSize >> 8, maxUDPSize & 0xFF, 0, 0, 0, 0}
+	b = binary.BigEndian.AppendUint16(b, uint16(6+len(text))) // RDLENGTH
+	b = binary.BigEndian.AppendUint16(b, dns.EDNS0EDE)        // OPTION-CODE
+	b = binary.BigEndian.AppendUint16(b, uint16(2+len(text))) // OPTION-LENGTH
+	b = binary.BigEndian.AppendUint16(b, code)                // INFO-CODE
+	return append(b, text...)                                 // EXTRA-TEXT
 }
 
 // query is what the handler knows about one request.
@@ -73,7 +80,7 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	switch {
 	case qs.Qtype == dns.TypeANY, qs.Qtype == dns.TypeAXFR, qs.Qtype == dns.TypeIXFR,
 		qs.Qclass != dns.ClassINET:
-		f.writeRefusal(&q, dns.RcodeRefused, f.edeUnsupported)
+		f.writeRefusal(&q, dns.RcodeRefused, f.tails.unsupported)
 		return
 	}
 
@@ -98,7 +105,7 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			Proceeded: proceed,
 		})
 		if !proceed {
-			f.writeRefusal(&q, st.denyRcode, f.blockedEDE(d.Reason))
+			f.writeRefusal(&q, st.denyRcode, f.tails.blocked[d.Reason])
 			return
 		}
 	}
@@ -301,31 +308,44 @@ func (f *Filter) writeTruncated(q *query, b []byte) {
 	}
 }
 
-// writeRefusal answers with rcode, the question, and, for EDNS clients, an
-// OPT record carrying ede.
-func (f *Filter) writeRefusal(q *query, rcode int, ede *dns.EDNS0_EDE) {
-	m := dns.Msg{}
-	m.Id = q.r.Id
-	m.Response = true
-	m.Opcode = q.r.Opcode
-	m.RecursionDesired = q.r.RecursionDesired
-	m.RecursionAvailable = true
-	m.CheckingDisabled = q.r.CheckingDisabled
-	m.Rcode = rcode
-	m.Question = q.r.Question
-	var opt dns.OPT
-	var extra [1]dns.RR
-	if q.opt != nil {
-		opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
-		opt.SetUDPSize(maxUDPSize)
-		opt.SetDo(q.opt.Do())
-		var opts [1]dns.EDNS0
-		opts[0] = ede
-		opt.Option = opts[:]
-		extra[0] = &opt
-		m.Extra = extra[:]
+// writeRefusal answers with rcode, the question, and, for EDNS clients, the
+// OPT record tail carrying an Extended DNS Error. It writes the wire form
+// directly: refusals are the filter's hottest path under a misconfigured or
+// hostile client.
+func (f *Filter) writeRefusal(q *query, rcode int, tail []byte) {
+	bp := f.bufs.Get().(*[]byte)
+	defer f.bufs.Put(bp)
+	b := (*bp)[:cap(*bp)]
+	r := q.r
+	binary.BigEndian.PutUint16(b, r.Id)
+	b[2] = 0x80 | byte(r.Opcode&0xF)<<3
+	if r.RecursionDesired {
+		b[2] |= 0x01
 	}
-	f.pack(q, &m)
+	b[3] = 0x80 | byte(rcode&0xF) // RA
+	if r.CheckingDisabled {
+		b[3] |= 0x10
+	}
+	binary.BigEndian.PutUint32(b[4:], 1<<16) // QDCOUNT 1, ANCOUNT 0
+	binary.BigEndian.PutUint32(b[8:], 0)     // NSCOUNT 0, ARCOUNT 0
+	qs := r.Question[0]
+	off, err := dns.PackDomainName(qs.Name, b, 12, nil, false)
+	if err != nil || off+4+len(tail) > len(b) {
+		f.writeHeaderOnlyQ(q, rcode)
+		return
+	}
+	binary.BigEndian.PutUint16(b[off:], qs.Qtype)
+	binary.BigEndian.PutUint16(b[off+2:], qs.Qclass)
+	off += 4
+	if q.opt != nil {
+		b[11] = 1
+		copy(b[off:], tail)
+		setDO(b[off+optDOByte:], q.opt.Do())
+		off += len(tail)
+	}
+	if _, err := q.w.Write(b[:off]); err == nil {
+		f.countRcode(rcode)
+	}
 }
 
 // writeHeaderOnly answers with the header alone (FORMERR, NOTIMP): never
