@@ -228,12 +228,15 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 			todo = append(todo, len(rep.Items))
 			h := hint(dest(g))
 			switch {
-			case h.Found() && h.Phase == "":
+			case h.Found() && h.Phase == "" && h.DataServicesMode == "":
 				it.Action = ActionCatalog
 				it.Offering, it.Feature, it.Region, it.Section = h.Offering, h.Feature, h.Region, h.Section
-			case h.Found():
+			case h.Found() && h.Phase != "":
 				it.Note = fmt.Sprintf("an installation-time row (%s, section %q) that phase %s switches off; "+
 					"set phase: onboarding while installing, or allow it", h.Rule, h.Section, cfg.Phase)
+			case h.Found():
+				it.Note = fmt.Sprintf("a direct-mode data services row (%s, section %q) that data_services.mode %s switches off; "+
+					"set data_services.mode: %s, or allow it", h.Rule, h.Section, cfg.DataServices.Mode, h.DataServicesMode)
 			}
 		case g.Reasons[policy.ExplicitDeny.String()] > 0:
 			it.Action, it.Note = ActionDenyList, "your deny list refuses it; learn report never suggests lifting a deny entry"

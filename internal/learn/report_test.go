@@ -358,3 +358,19 @@ func TestReportOnServeLogs(t *testing.T) {
 		})
 	}
 }
+
+func TestReportIndirectDataServices(t *testing.T) {
+	cfg := serversConfig()
+	cfg.Offerings = []string{"data-services"}
+	cfg.DataServices.Mode = "indirect"
+	c := NewCollector()
+	c.Add(Refusal{Component: "proxy", Host: "arcdataservicesrow1.azurecr.io", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
+	rep, err := Analyze(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := rep.Items[0]
+	if it.Action != ActionAllow || it.Allow != "arcdataservicesrow1.azurecr.io" || !strings.Contains(it.Note, "data_services.mode") {
+		t.Fatalf("%+v", it)
+	}
+}
