@@ -216,6 +216,7 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 		a, err := admin.New(admin.Options{
 			Listen: cfg.Admin.Listen, Clients: cfg.Admin.Clients, Pprof: cfg.Admin.Pprof,
 			Metrics: d.m, Ready: d.ready, Learned: d.audit.Learned, Mode: cfg.Mode, Logger: d.log,
+			CurrentMode: func() string { return d.cfg.Load().Mode },
 		})
 		if err != nil {
 			ln.Close()

@@ -42,6 +42,9 @@ type Options struct {
 	Learned func() audit.Learned
 	// Mode is the running mode, "enforce" or "learn", reported by /learned.
 	Mode string
+	// CurrentMode, when non-nil, is asked for the mode at each request
+	// instead of Mode (a reload may switch it).
+	CurrentMode func() string
 	// Logger receives the server's own lines (start, errors).
 	Logger zerolog.Logger
 }
@@ -179,10 +182,14 @@ func Handler(o Options) http.Handler {
 		if o.Learned != nil {
 			l = o.Learned()
 		}
+		mode := o.Mode
+		if o.CurrentMode != nil {
+			mode = o.CurrentMode()
+		}
 		writeJSON(w, http.StatusOK, struct {
 			Mode string `json:"mode"`
 			audit.Learned
-		}{o.Mode, l})
+		}{mode, l})
 	})
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -176,6 +176,11 @@ func TestLearned(t *testing.T) {
 	if got.Mode != "learn" || len(got.Destinations) != 1 || got.Destinations[0].Host != "a.example.com" || got.Destinations[0].Count != 1 {
 		t.Fatalf("%+v", got)
 	}
+	mode := "learn"
+	_, base = start(t, Options{Learned: l.Learned, Mode: "enforce", CurrentMode: func() string { return mode }})
+	if _, body := get(t, base+"/learned"); !strings.Contains(body, `"mode": "learn"`) {
+		t.Fatalf("CurrentMode not used: %s", body)
+	}
 	// Without a learned set (enforce mode) the list is empty, not null.
 	_, base = start(t, Options{Mode: "enforce"})
 	if _, body := get(t, base+"/learned"); !strings.Contains(body, `"destinations": []`) {
