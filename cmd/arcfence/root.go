@@ -13,9 +13,11 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	addConfigFlags(root)
+	root.AddCommand(newServeCmd())
 	root.AddCommand(newExplainCmd())
 	root.AddCommand(newConfigCmd())
 	root.AddCommand(newCatalogCmd())
+	root.AddCommand(newCertsCmd())
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newLearnCmd())
 	root.AddCommand(newCheckCmd(), newAgentConfigCmd(), newServicebusCmd())
