@@ -12,20 +12,6 @@ import (
 	"github.com/arcfence/arcfence/internal/audit"
 )
 
-// listener wraps accepted connections in clientConn.
-type listener struct {
-	net.Listener
-	s *Server
-}
-
-func (l listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &clientConn{Conn: c, s: l.s}, nil
-}
-
 // clientConn is a client connection while net/http reads requests from it.
 // It answers 408 when the header timeout strikes in the middle of a request
 // (net/http itself only closes the connection), and is unwrapped when the
@@ -33,6 +19,9 @@ func (l listener) Accept() (net.Conn, error) {
 type clientConn struct {
 	net.Conn
 	s *Server
+	// prefix are bytes the fast path read before handing the connection
+	// to net/http; Read returns them first.
+	prefix []byte
 	// pending counts bytes read since the last response was written: a
 	// timeout with pending bytes is a request that did not arrive in time.
 	pending atomic.Int64
@@ -59,6 +48,12 @@ const response408 = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; c
 	"Connection: close\r\nContent-Length: 43\r\n\r\narcfence: request headers not read in time\n"
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		c.pending.Add(int64(n))
+		return n, nil
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.pending.Add(int64(n))
@@ -101,10 +96,11 @@ func (c *clientConn) badRequest(status int) {
 	}
 }
 
-// unwrap returns the connection under net/http's view of it.
-func unwrap(c net.Conn) net.Conn {
+// unwrap returns the connection under net/http's view of it, and the
+// fast path's bytes net/http did not read.
+func unwrap(c net.Conn) (net.Conn, []byte) {
 	if cc, ok := c.(*clientConn); ok {
-		return cc.Conn
+		return cc.Conn, cc.prefix
 	}
-	return c
+	return c, nil
 }

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/netip"
 	"time"
@@ -15,10 +17,12 @@ const (
 	established11 = "HTTP/1.1 200 Connection established\r\n\r\n"
 )
 
-// serveConnect decides a CONNECT, dials the checked address, answers 200
-// and hands the connection to a tunnel; or answers 403/429/502/504.
-func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settings, client netip.Addr) {
-	host, port, reason := policy.SplitHostPort(r.RequestURI)
+// serveConnect decides a CONNECT of authority, dials the checked address,
+// answers 200 and hands the connection to a tunnel; or answers
+// 403/429/502/504. w is net/http's ResponseWriter, or a *rawWriter on the
+// fast path; ctx bounds the dial.
+func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, authority string, proto10 bool, st *settings, client netip.Addr) {
+	host, port, reason := policy.SplitHostPort(authority)
 	if reason != policy.ReasonNone {
 		s.refused(client, host, port, reason, false)
 		writeDeny(w, host, port, reason)
@@ -42,7 +46,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settin
 		writeDeny(w, d.Host, d.Port, policy.LimitExceeded)
 		return
 	}
-	origin, err := s.dialOrigin(r.Context(), st, d)
+	origin, err := s.dialOrigin(ctx, st, d)
 	if err != nil {
 		s.unreserve(client)
 		s.dialFailed(w, client, d, err)
@@ -58,7 +62,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settin
 		inspect:  st.sni != sniOff,
 		start:    time.Now(),
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	conn, rest, err := takeConn(w)
 	if err != nil {
 		// Not reachable with net/http's HTTP/1 server.
 		s.unreserve(client)
@@ -66,7 +70,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settin
 		writeStatus(w, http.StatusInternalServerError, "cannot take over the connection")
 		return
 	}
-	t.client = unwrap(conn)
+	t.client = conn
 	if !s.track(t) {
 		s.unreserve(client)
 		_ = origin.Close()
@@ -74,12 +78,9 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, st *settin
 		_ = t.client.Close()
 		return
 	}
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		t.toOrigin = append([]byte(nil), b...)
-	}
+	t.toOrigin = rest
 	line := established11
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+	if proto10 {
 		line = established10
 	}
 	if _, err := t.client.Write([]byte(line)); err != nil {
@@ -112,3 +113,23 @@ func (s *Server) dialFailed(w http.ResponseWriter, client netip.Addr, d policy.D
 // response503 answers a connection taken over while the server shuts down.
 const response503 = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
 	"Connection: close\r\nContent-Length: 24\r\n\r\narcfence: shutting down\n"
+
+// takeConn takes the client connection over from w: the raw connection of
+// the fast path, or net/http's, hijacked. It returns the client bytes
+// already read behind the request (a pipelined ClientHello).
+func takeConn(w http.ResponseWriter) (net.Conn, []byte, error) {
+	if rw, ok := w.(*rawWriter); ok {
+		rw.taken = true
+		return rw.conn, rw.rest, nil
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, rest := unwrap(conn)
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		rest = append(rest[:len(rest):len(rest)], b...)
+	}
+	return raw, rest, nil
+}

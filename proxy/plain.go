@@ -277,11 +277,12 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 		fail(http.StatusInternalServerError, "cannot take over the connection")
 		return
 	}
+	raw, early := unwrap(conn)
 	t := &tunnel{
 		s:        s,
 		st:       st,
 		kind:     kindWebsocket,
-		client:   unwrap(conn),
+		client:   raw,
 		origin:   origin,
 		clientIP: client,
 		dec:      d,
@@ -303,9 +304,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 		head.Write(b)
 	}
 	t.toClient = head.Bytes()
+	t.toOrigin = early
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		t.toOrigin = append([]byte(nil), b...)
+		t.toOrigin = append(t.toOrigin[:len(t.toOrigin):len(t.toOrigin)], b...)
 	}
 	t.run()
 }

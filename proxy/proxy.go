@@ -11,7 +11,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -71,10 +70,14 @@ type Server struct {
 	rt   goproxy.RoundTripper
 
 	pipes  pipePool
+	heads  sync.Pool // *[]byte of headBufSize: the fast path's request heads
 	bufs   sync.Pool // *[]byte of genericBufSize
 	hellos sync.Pool // *[]byte of helloBufSize: a tunnel's first bytes
 
 	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	reading   map[net.Conn]struct{} // fast-path connections reading their head
+	fastWG    sync.WaitGroup        // fast-path goroutines
 	tunnels   map[*tunnel]struct{}
 	count     int
 	perClient map[netip.Addr]int
@@ -107,10 +110,13 @@ func New(opts Options) (*Server, error) {
 		audit:     opts.Audit,
 		m:         newMetricSet(opts.Metrics),
 		learned:   opts.LearnedAddrs,
+		listeners: make(map[net.Listener]struct{}),
+		reading:   make(map[net.Conn]struct{}),
 		tunnels:   make(map[*tunnel]struct{}),
 		perClient: make(map[netip.Addr]int),
 		drained:   make(chan struct{}),
 	}
+	s.heads.New = func() any { b := make([]byte, headBufSize); return &b }
 	s.bufs.New = func() any { b := make([]byte, genericBufSize); return &b }
 	s.hellos.New = func() any { b := make([]byte, 0, helloBufSize); return &b }
 	s.cur.Store(st)
@@ -165,16 +171,6 @@ func (w debugWriter) Printf(format string, v ...any) {
 	if e := w.l.Debug(); e.Enabled() {
 		e.Str(fieldComponent, audit.ComponentProxy).Str(fieldMsg, fmt.Sprintf(format, v...)).Send()
 	}
-}
-
-// Serve accepts proxy clients (plain HTTP proxy protocol) on ln until
-// Shutdown; it then returns nil. It may be called for several listeners.
-func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(listener{Listener: ln, s: s})
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
 }
 
 // ServeTLS is Serve for a listener whose clients speak TLS to the proxy
@@ -232,13 +228,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			close(s.drained)
 		}
 	}
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for c := range s.reading {
+		_ = c.SetReadDeadline(time.Unix(1, 0)) // a request head not read yet: drop it
+	}
 	s.mu.Unlock()
 	herr := s.http.Shutdown(ctx)
+	fast := make(chan struct{})
+	go func() { s.fastWG.Wait(); close(fast) }()
 	var err error
 	select {
-	case <-s.drained:
+	case <-fast:
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.cancel() // abort the fast path's dials
+		<-fast
+	}
+	if err == nil {
+		select {
+		case <-s.drained:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 	}
 	if herr != nil {
 		_ = s.http.Close()
@@ -379,7 +392,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := s.cur.Load()
 	client := remoteIP(r.RemoteAddr)
 	if r.Method == http.MethodConnect {
-		s.serveConnect(w, r, st, client)
+		s.serveConnect(r.Context(), w, r.RequestURI, r.ProtoMajor == 1 && r.ProtoMinor == 0, st, client)
 		return
 	}
 	s.servePlain(w, r, st, client)
