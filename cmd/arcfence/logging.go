@@ -20,5 +20,7 @@ func newLogger(c config.Log, w io.Writer) (zerolog.Logger, error) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
+	// Every line names its message "msg", as refusal lines do (design: "msg":"denied").
+	zerolog.MessageFieldName = "msg"
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
