@@ -358,3 +358,69 @@ func FuzzCompileConfig(f *testing.F) {
 		}
 	})
 }
+
+// structuredAllow are allow entries that crowd the glob and wildcard
+// indexes: globs of several prefix lengths in one zone, nested wildcards,
+// an exact name on another port, a path row.
+var structuredAllow = []string{
+	"a*.g.example.org", "ab*.g.example.org", "abc*.g.example.org", "b*.g.example.org", "*.g.example.org",
+	"x.g.example.org:8443", "*.w.example.org", "*.x.w.example.org:8443", "files.w.example.org:80/pub",
+	"azgn1*.servicebus.windows.net:8443",
+}
+
+var structuredFixture = sync.OnceValues(func() (*policy.Policy, []refRow) {
+	cat, err := policy.EmbeddedCatalog()
+	if err != nil {
+		panic(err)
+	}
+	cfg := catalogOnlyConfig()
+	cfg.Allow = structuredAllow
+	p, err := policy.Compile(cfg, cat)
+	if err != nil {
+		panic(err)
+	}
+	return p, refUserRows(refRows(cat, catalogOnlyConfig()), structuredAllow)
+})
+
+// FuzzDecideStructured builds names from the catalog's and the allow
+// entries' own patterns (the fuzzer fills the wildcard, picks the port and
+// the case) and compares Decide with the reference model.
+func FuzzDecideStructured(f *testing.F) {
+	f.Add(uint16(0), "abcd", uint16(443), false, "", false)
+	f.Add(uint16(3), "q", uint16(443), true, "", false)
+	f.Add(uint16(5), "", uint16(8443), false, "", false)
+	f.Add(uint16(9), "zz", uint16(8443), false, "", true)
+	f.Add(uint16(60), "a.b", uint16(443), false, "", false)
+	f.Add(uint16(40), "", uint16(80), false, "/pkiops/certs/x", true)
+	f.Fuzz(func(t *testing.T, pick uint16, fill string, port uint16, upper bool, path string, plain bool) {
+		p, rows := structuredFixture()
+		var patterns []string
+		for _, a := range structuredAllow {
+			patterns = append(patterns, strings.SplitN(strings.SplitN(a, "/", 2)[0], ":", 2)[0])
+		}
+		for _, r := range rows {
+			if !r.user {
+				patterns = append(patterns, r.pattern)
+			}
+		}
+		host := strings.Replace(patterns[int(pick)%len(patterns)], "*", fill, 1)
+		if upper {
+			host = strings.ToUpper(host)
+		}
+		d := policy.Dest{Host: host, Port: int(port), Path: path, Plain: plain}
+		got := p.Decide(d)
+		norm, ok := refNormalize(host)
+		if !ok || port == 0 || strings.Contains(norm, ":") || got.Reason == policy.IPLiteral {
+			return
+		}
+		n := d
+		n.Host = norm
+		want := refDecide(rows, n)
+		if got.Verdict != want.Verdict || got.Reason != want.Reason || got.Rule != want.Rule ||
+			got.Offering != want.Offering || got.Feature != want.Feature || got.PrivateOK != want.PrivateOK {
+			t.Fatalf("Decide(%+v) = %s %q %q %q %q private-ok %v; model: %s %q %q %q %q private-ok %v", d,
+				got.Verdict, got.Reason, got.Rule, got.Offering, got.Feature, got.PrivateOK,
+				want.Verdict, want.Reason, want.Rule, want.Offering, want.Feature, want.PrivateOK)
+		}
+	})
+}

@@ -88,6 +88,10 @@ type refRow struct {
 	feature   string
 	privateOK bool
 	order     int
+	// user rows (allow entries): rule is the entry as written, with ":port"
+	// added when it names none
+	user    bool
+	written string
 }
 
 func canonicalOfferings(cfg policy.Config) map[string]bool {
@@ -192,6 +196,26 @@ func refRows(cat *policy.Catalog, cfg policy.Config) []refRow {
 	return rows
 }
 
+// refUserRows returns the model rows of allow entries of the forms host,
+// host:port and host:port/path (names only; lower case), after the catalog rows.
+func refUserRows(after []refRow, allow []string) []refRow {
+	rows := slices.Clone(after)
+	for _, w := range allow {
+		hp, path, _ := strings.Cut(w, "/")
+		if path != "" {
+			path = "/" + path
+		}
+		host, port := hp, 443
+		if i := strings.LastIndexByte(hp, ':'); i >= 0 {
+			host = hp[:i]
+			port, _ = strconv.Atoi(hp[i+1:])
+		}
+		rows = append(rows, refRow{pattern: strings.ToLower(host), path: path, ports: []int{port},
+			order: len(rows), user: true, written: w})
+	}
+	return rows
+}
+
 // refDecide decides a destination (a valid, normalized host name and a
 // valid port) over the model's rows: the most specific matching row that
 // admits the port (and path) decides (design: "When several rows match").
@@ -227,6 +251,14 @@ func refDecide(rows []refRow, d policy.Dest) policy.Decision {
 		if r.path != "" && (d.Plain && !refPathAllowed(r.path, d.Path) || !d.Plain && d.Port == 80) {
 			pathMiss = true
 			continue
+		}
+		if r.user {
+			rule := r.written
+			if !strings.Contains(strings.SplitN(r.written, "/", 2)[0], ":") {
+				rule += ":" + strconv.Itoa(d.Port)
+			}
+			return policy.Decision{Verdict: policy.Allow, Rule: rule, Host: d.Host, Port: d.Port,
+				Source: policy.SourceAllow, PrivateOK: true}
 		}
 		return policy.Decision{
 			Verdict: policy.Allow, Rule: r.pattern + r.path + ":" + strconv.Itoa(d.Port),
