@@ -7,6 +7,9 @@
 #  - example.com gets NXDOMAIN with EDE 15 (Blocked) naming arcfence, and a
 #    refusal log line with component dns; ANY is REFUSED;
 #  - a large answer comes truncated over UDP and whole over TCP (dig retries);
+#  - with dns.admit_learned_addresses, a CONNECT to an IP literal is refused
+#    (ip-literal) until the filter hands that address out for an allowed name,
+#    then admitted (to a loopback echo server);
 #  - SIGTERM stops the server cleanly.
 # Loopback only; every wait is bounded; everything started is stopped.
 set -euo pipefail
@@ -62,12 +65,15 @@ say "stub upstream $STUB_ADDR, filter on 127.0.0.1:$DNS_PORT"
 cat >"$TMP/arcfence.yaml" <<YAML
 listen: 127.0.0.1:$PROXY_PORT
 admin: {listen: ""}
+allow_ranges: [127.0.0.0/8] # the echo server the learned address points at
 YAML
 args=(serve --offerings servers --region eastus2 --config "$TMP/arcfence.yaml")
 if "$TMP/arcfence" serve --help 2>/dev/null | grep -q -- '--dns-listen'; then
   args+=(--dns-listen "127.0.0.1:$DNS_PORT" --dns-upstream "$STUB_ADDR")
+  echo 'dns: {admit_learned_addresses: true}' >>"$TMP/arcfence.yaml"
 else
-  printf 'dns: {listen: "127.0.0.1:%s", upstream: ["%s"]}\n' "$DNS_PORT" "$STUB_ADDR" >>"$TMP/arcfence.yaml"
+  printf 'dns: {listen: "127.0.0.1:%s", upstream: ["%s"], admit_learned_addresses: true}\n' \
+    "$DNS_PORT" "$STUB_ADDR" >>"$TMP/arcfence.yaml"
 fi
 "$TMP/arcfence" "${args[@]}" 2>"$TMP/serve.log" &
 SERVE_PID=$!
@@ -115,6 +121,36 @@ echo "$out" | grep -Eq 'flags:[^;]* tc' || fail "large answer over UDP not trunc
 out=$(q +noedns big.his.arc.azure.com A) || fail "dig big with TCP retry"
 echo "$out" | grep -q 'ANSWER: 120' || fail "large answer after the TCP retry: $(echo "$out" | grep flags)"
 say "large answer: TC over UDP, 120 records over TCP"
+
+# tunnel TARGET: CONNECT through the proxy; prints the status code, and for
+# 200 checks that the tunnel echoes ("200-noecho" otherwise). Bounded reads.
+tunnel() {
+  local line status reply=""
+  exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT" || { echo noconn; return; }
+  printf 'CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' "$1" "$1" >&3
+  IFS= read -r -t 5 line <&3 || line=""
+  status=$(echo "$line" | awk '{print $2}')
+  for _ in $(seq 1 50); do
+    IFS= read -r -t 5 line <&3 || break
+    [ "$line" = $'\r' ] && break
+  done
+  if [ "$status" = 200 ]; then
+    printf 'ping\n' >&3
+    IFS= read -r -t 5 reply <&3 || true
+    [ "$reply" = ping ] || status=200-noecho
+  fi
+  exec 3<&- 3>&-
+  echo "$status"
+}
+st=$(tunnel "127.0.0.1:$ECHO_PORT")
+[ "$st" = 403 ] || fail "CONNECT to an address nobody resolved: $st, want 403"
+for _ in $(seq 1 50); do grep -q '"reason":"ip-literal"' "$TMP/serve.log" && break; sleep 0.1; done
+grep -q '"reason":"ip-literal"' "$TMP/serve.log" || fail "no ip-literal refusal logged"
+out=$(q loop.his.arc.azure.com A) || fail "dig loop.his.arc.azure.com"
+echo "$out" | grep -Eq 'IN[[:space:]]+A[[:space:]]+127\.0\.0\.1' || fail "loop.his.arc.azure.com: $out"
+st=$(tunnel "127.0.0.1:$ECHO_PORT")
+[ "$st" = 200 ] || fail "CONNECT to the address the filter handed out: $st, want 200"
+say "learned address: 403 before the DNS answer, tunnel after"
 
 for _ in $(seq 1 50); do grep -q '"host":"example.com"' "$TMP/serve.log" && break; sleep 0.1; done
 grep '"host":"example.com"' "$TMP/serve.log" | grep '"component":"dns"' | grep '"qtype":"A"' |

@@ -1,16 +1,18 @@
-// Command e2estub is the upstream resolver of .ci/e2e-20-dns.sh: a
-// miekg/dns server on one ephemeral 127.0.0.1 port (UDP and TCP) that
-// answers A queries with 203.0.113.10 (TTL 60), big.<anything> with 120 A
-// records (truncated over UDP), and counts the queries it answers. It
-// writes STUB_ADDR= (and, with -free N, FREE_PORT_1..N: ports that were
-// free on 127.0.0.1 for both UDP and TCP) as shell assignments to -out, and
-// runs until SIGINT, SIGTERM or -maxlife.
+// Command e2estub is the loopback world of .ci/e2e-20-dns.sh: a miekg/dns
+// server on one ephemeral 127.0.0.1 port (UDP and TCP) that answers A
+// queries with 203.0.113.10 (TTL 60), loop.<anything> with 127.0.0.1,
+// big.<anything> with 120 A records (truncated over UDP); and a TCP echo
+// server on another ephemeral port. It writes STUB_ADDR=, ECHO_PORT= (and,
+// with -free N, FREE_PORT_1..N: ports that were free on 127.0.0.1 for both
+// UDP and TCP) as shell assignments to -out, and runs until SIGINT,
+// SIGTERM or -maxlife.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -45,6 +47,9 @@ func main() {
 			}
 			for i := 0; i < n; i++ {
 				ip := net.IPv4(203, 0, 113, 10)
+				if strings.HasPrefix(strings.ToLower(qs.Name), "loop.") {
+					ip = net.IPv4(127, 0, 0, 1)
+				}
 				if n > 1 {
 					ip = net.IPv4(10, 0, byte(i/250), byte(i%250+1))
 				}
@@ -74,8 +79,28 @@ func main() {
 		}
 	}
 
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+
 	var b strings.Builder
 	fmt.Fprintf(&b, "STUB_ADDR=%s\n", pc.LocalAddr())
+	fmt.Fprintf(&b, "ECHO_PORT=%d\n", echo.Addr().(*net.TCPAddr).Port)
 	// Hold the free ports until all are picked (so they differ), then
 	// release them before the file is written.
 	var held []func() error
