@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"os"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -62,5 +63,36 @@ func TestPolicyImmutable(t *testing.T) {
 	}
 	if got := p.Rules(); !slices.Contains(got[len(got)-1].Ports, 8443) {
 		t.Errorf("Rules() after editing a copy: %v", got[len(got)-1].Ports)
+	}
+}
+
+// TestCompileLeavesCatalogAlone: compiling (and reading Rules) never writes
+// to the catalog, which EmbeddedCatalog shares across the process.
+func TestCompileLeavesCatalogAlone(t *testing.T) {
+	data, err := os.ReadFile("catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := policy.ParseCatalog(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range compositionConfigs {
+		cfg := tc.cfg
+		cfg.Regions = []string{"eastus2", "westeurope"}
+		p, err := policy.Compile(cfg, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, r := range p.Rules() {
+			p.Hint(policy.Dest{Host: instanceOf(r.Pattern), Port: r.Ports[0]})
+		}
+	}
+	shared, err := policy.EmbeddedCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shared.Entries, fresh.Entries) {
+		t.Error("the shared embedded catalog differs from a fresh parse after compiling")
 	}
 }
