@@ -52,10 +52,10 @@ wait_port() {
   done
   return 1
 }
-# free_port: an unused loopback port.
+# free_port: an unused loopback port (below Linux's ephemeral range).
 free_port() {
   for _ in $(seq 1 50); do
-    local p=$((20000 + RANDOM % 20000))
+    local p=$((12000 + RANDOM % 16000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   return 1
@@ -84,9 +84,13 @@ DNS_ADDR=$(awk '/^ready /{print $2; exit}' "$TMP/dns.out")
 PIDS+=($!)
 wait_line "$TMP/origin.out" '^ready ' || fail "origin did not start: $(cat "$TMP/origin.out")"
 
-PORT=$(free_port) || fail "no free port"
-PROXY="http://127.0.0.1:$PORT"
-cat >"$TMP/arcfence.yaml" <<YAML
+# start_arcfence: write the config for a free port and start serve (3 tries:
+# the port can be taken between the check and the bind).
+start_arcfence() {
+  for _ in 1 2 3; do
+    PORT=$(free_port) || fail "no free port"
+    PROXY="http://127.0.0.1:$PORT"
+    cat >"$TMP/arcfence.yaml" <<YAML
 listen: 127.0.0.1:$PORT
 regions: [eastus2]
 offerings: [servers]
@@ -96,12 +100,20 @@ admin: {listen: ""}
 log: {level: info, tunnels: info}
 limits: {shutdown_grace: 5s}
 YAML
-
-say "starting arcfence serve on 127.0.0.1:$PORT (resolver $DNS_ADDR)"
-"$AF" serve --config "$TMP/arcfence.yaml" 2>"$TMP/arcfence.log" &
-AF_PID=$!
-PIDS+=($AF_PID)
-wait_port 127.0.0.1 "$PORT" || fail "arcfence did not listen"
+    say "starting arcfence serve on 127.0.0.1:$PORT (resolver $DNS_ADDR)"
+    "$AF" serve --config "$TMP/arcfence.yaml" 2>"$TMP/arcfence.log" &
+    AF_PID=$!
+    PIDS+=($AF_PID)
+    for _ in $(seq 1 200); do
+      kill -0 "$AF_PID" 2>/dev/null || break
+      (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+      sleep 0.1
+    done
+    grep -q "already in use" "$TMP/arcfence.log" || return 1
+  done
+  return 1
+}
+start_arcfence || fail "arcfence did not listen"
 
 say "allowed: https://management.azure.com through the proxy"
 out=$(curl -sS --max-time 20 -x "$PROXY" --cacert "$TMP/pki/ca.pem" https://management.azure.com/) \
