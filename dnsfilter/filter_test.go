@@ -294,7 +294,7 @@ func TestCNAMETargetsBounded(t *testing.T) {
 
 func TestFailover(t *testing.T) {
 	st := startStub(t)
-	e := startFilter(t, Options{Upstreams: []string{blackhole(t), st.addr}, Timeout: 200 * time.Millisecond})
+	e := startFilter(t, Options{Upstreams: []string{blackhole(t), st.addr}, Timeout: time.Second})
 	r := ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("failover answer: %s %v", dns.RcodeToString[r.Rcode], r.Answer)

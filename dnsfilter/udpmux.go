@@ -38,10 +38,17 @@ type udpMux struct {
 	wg     sync.WaitGroup // readers
 }
 
+// waiter is a query in flight: its question section (to check answers
+// against) and where its answer goes.
+type waiter struct {
+	qsec []byte
+	ch   chan []byte
+}
+
 type muxSock struct {
 	conn    *net.UDPConn
 	mu      sync.Mutex
-	pending map[uint16]chan []byte
+	pending map[uint16]waiter
 	uses    int
 	retired bool
 	closed  bool
@@ -54,7 +61,7 @@ func newUDPMux(addr *net.UDPAddr) *udpMux {
 // register picks a socket and a free random ID for one query. The ID is
 // registered under m.mu, so a socket is never retired (and closed) between
 // being picked and holding the query.
-func (m *udpMux) register() (*muxSock, uint16, chan []byte, error) {
+func (m *udpMux) register(qsec []byte) (*muxSock, uint16, chan []byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -84,7 +91,7 @@ func (m *udpMux) register() (*muxSock, uint16, chan []byte, error) {
 	for try := 0; try < 64; try++ {
 		id := uint16(rand.Uint32())
 		if _, taken := s.pending[id]; !taken {
-			s.pending[id] = ch
+			s.pending[id] = waiter{qsec: qsec, ch: ch}
 			return s, id, ch, nil
 		}
 	}
@@ -97,7 +104,7 @@ func (m *udpMux) open() (*muxSock, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &muxSock{conn: conn, pending: make(map[uint16]chan []byte)}
+	s := &muxSock{conn: conn, pending: make(map[uint16]waiter)}
 	m.all[s] = struct{}{}
 	m.wg.Add(1)
 	go m.read(s)
@@ -145,15 +152,20 @@ func (m *udpMux) read(s *muxSock) {
 			continue
 		}
 		id := binary.BigEndian.Uint16(buf)
+		// Only an answer to the pending query's question is delivered: a
+		// stray or forged datagram with the right ID but another question
+		// is dropped and the query keeps waiting for the real answer.
+		var b []byte
 		s.mu.Lock()
-		ch, ok := s.pending[id]
-		if ok {
+		w, ok := s.pending[id]
+		if ok && answers(buf[:n], id, w.qsec) {
 			delete(s.pending, id)
+			b = append([]byte(nil), buf[:n]...)
 		}
 		done := s.retired && len(s.pending) == 0
 		s.mu.Unlock()
-		if ok {
-			ch <- append([]byte(nil), buf[:n]...)
+		if b != nil {
+			w.ch <- b
 		}
 		if done {
 			s.mu.Lock()
@@ -188,11 +200,12 @@ func (m *udpMux) close() {
 }
 
 // exchange sends the query wire (its ID replaced by a free random one) and
-// waits for the answer until deadline or ctx is done. A datagram with the
-// ID whose question is not qsec is a stray or a spoofing attempt: the query
-// fails (and the caller fails over). The answer is returned as received.
+// waits for the answer until deadline or ctx is done. Datagrams with the ID
+// but not the question qsec are strays or spoofing attempts and are
+// dropped by the reader. The answer is returned as received. qsec must stay
+// unchanged until exchange returns.
 func (m *udpMux) exchange(ctx context.Context, wire, qsec []byte, deadline time.Time) ([]byte, error) {
-	s, id, ch, err := m.register()
+	s, id, ch, err := m.register(qsec)
 	if err != nil {
 		return nil, err
 	}
@@ -212,9 +225,6 @@ func (m *udpMux) exchange(ctx context.Context, wire, qsec []byte, deadline time.
 	case <-ctx.Done():
 		s.forget(id)
 		return nil, errTimeout
-	}
-	if !answers(b, id, qsec) {
-		return nil, errMismatch
 	}
 	return b, nil
 }

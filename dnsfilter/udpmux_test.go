@@ -118,3 +118,51 @@ func packQuery(t *testing.T, q *dns.Msg) (wire, qsec []byte) {
 	}
 	return wire, wire[12 : end+4]
 }
+
+// TestUDPMuxDropsForgedQuestion: a datagram with the query's ID but another
+// question, arriving before the real answer, is dropped and the real answer
+// still gets through.
+func TestUDPMuxDropsForgedQuestion(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var q dns.Msg
+			if q.Unpack(buf[:n]) != nil {
+				continue
+			}
+			forged := new(dns.Msg)
+			forged.SetQuestion("evil.example.", dns.TypeA)
+			forged.Id, forged.Response = q.Id, true
+			forged.Answer = append(forged.Answer, mustRR("evil.example. 60 IN A 192.0.2.66"))
+			real := new(dns.Msg)
+			real.SetReply(&q)
+			real.Answer = append(real.Answer, mustRR(q.Question[0].Name+" 60 IN A 203.0.113.10"))
+			for _, m := range []*dns.Msg{forged, real} {
+				b, _ := m.Pack()
+				pc.WriteTo(b, from)
+			}
+		}
+	}()
+	defer func() { pc.Close(); <-done }()
+	m := newUDPMux(pc.LocalAddr().(*net.UDPAddr))
+	defer m.close()
+	wire, qsec := packQuery(t, question(nameA, dns.TypeA, false))
+	b, err := m.exchange(context.Background(), wire, qsec, time.Now().Add(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r dns.Msg
+	if err := r.Unpack(b); err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "203.0.113.10" {
+		t.Fatalf("answer %v %v, want the real one", &r, err)
+	}
+}
