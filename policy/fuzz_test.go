@@ -368,6 +368,10 @@ var structuredAllow = []string{
 	"azgn1*.servicebus.windows.net:8443",
 }
 
+// structuredDeny crowds the deny index the same way.
+var structuredDeny = []string{"abcd*.g.example.org", "b*.g.example.org:8443", "*.x.w.example.org",
+	"gbl.his.arc.azure.com:443", "abcde.g.example.org:443"}
+
 var structuredFixture = sync.OnceValues(func() (*policy.Policy, []refRow) {
 	cat, err := policy.EmbeddedCatalog()
 	if err != nil {
@@ -375,6 +379,7 @@ var structuredFixture = sync.OnceValues(func() (*policy.Policy, []refRow) {
 	}
 	cfg := catalogOnlyConfig()
 	cfg.Allow = structuredAllow
+	cfg.Deny = structuredDeny
 	p, err := policy.Compile(cfg, cat)
 	if err != nil {
 		panic(err)
@@ -392,6 +397,9 @@ func FuzzDecideStructured(f *testing.F) {
 	f.Add(uint16(9), "zz", uint16(8443), false, "", true)
 	f.Add(uint16(60), "a.b", uint16(443), false, "", false)
 	f.Add(uint16(40), "", uint16(80), false, "/pkiops/certs/x", true)
+	f.Add(uint16(0), "bcde", uint16(443), false, "", false)
+	f.Add(uint16(3), "cd", uint16(8443), false, "", false)
+	f.Add(uint16(7), "q", uint16(443), false, "", false)
 	f.Fuzz(func(t *testing.T, pick uint16, fill string, port uint16, upper bool, path string, plain bool) {
 		p, rows := structuredFixture()
 		var patterns []string
@@ -415,12 +423,23 @@ func FuzzDecideStructured(f *testing.F) {
 		}
 		n := d
 		n.Host = norm
+		deny := refDenyRows(structuredDeny)
 		want := refDecide(rows, n)
+		if rule := refDenied(deny, norm, int(port)); rule != "" {
+			want = policy.Decision{Reason: policy.ExplicitDeny, Rule: rule}
+		}
 		if got.Verdict != want.Verdict || got.Reason != want.Reason || got.Rule != want.Rule ||
 			got.Offering != want.Offering || got.Feature != want.Feature || got.PrivateOK != want.PrivateOK {
 			t.Fatalf("Decide(%+v) = %s %q %q %q %q private-ok %v; model: %s %q %q %q %q private-ok %v", d,
 				got.Verdict, got.Reason, got.Rule, got.Offering, got.Feature, got.PrivateOK,
 				want.Verdict, want.Reason, want.Rule, want.Offering, want.Feature, want.PrivateOK)
+		}
+		gn, wn := p.DecideName(host), refDecideName(rows, deny, norm)
+		if gn.Verdict != wn.Verdict || gn.Reason != wn.Reason || gn.Rule != wn.Rule || gn.Offering != wn.Offering ||
+			gn.Feature != wn.Feature || gn.Port != wn.Port {
+			t.Fatalf("DecideName(%q) = %s %q %q %q %q port %d; model: %s %q %q %q %q port %d", host,
+				gn.Verdict, gn.Reason, gn.Rule, gn.Offering, gn.Feature, gn.Port,
+				wn.Verdict, wn.Reason, wn.Rule, wn.Offering, wn.Feature, wn.Port)
 		}
 	})
 }

@@ -216,16 +216,8 @@ func refUserRows(after []refRow, allow []string) []refRow {
 	return rows
 }
 
-// refDecide decides a destination (a valid, normalized host name and a
-// valid port) over the model's rows: the most specific matching row that
-// admits the port (and path) decides (design: "When several rows match").
-func refDecide(rows []refRow, d policy.Dest) policy.Decision {
-	var cands []refRow
-	for _, r := range rows {
-		if refMatch(r.pattern, d.Host) {
-			cands = append(cands, r)
-		}
-	}
+// refSort orders matching rows by the design's specificity.
+func refSort(cands []refRow) {
 	slices.SortStableFunc(cands, func(a, b refRow) int {
 		if ka, kb := refKind(a.pattern), refKind(b.pattern); ka != kb {
 			return ka - kb
@@ -241,6 +233,86 @@ func refDecide(rows []refRow, d policy.Dest) policy.Decision {
 		}
 		return a.order - b.order
 	})
+}
+
+// refDenyRow is a deny entry of the forms host and host:port.
+type refDenyRow struct {
+	pattern string
+	port    int // 0 = every port
+	written string
+}
+
+func refDenyRows(deny []string) []refDenyRow {
+	var out []refDenyRow
+	for _, w := range deny {
+		r := refDenyRow{pattern: strings.ToLower(w), written: w}
+		if i := strings.LastIndexByte(w, ':'); i >= 0 {
+			r.pattern = strings.ToLower(w[:i])
+			r.port, _ = strconv.Atoi(w[i+1:])
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// refDenied returns the rule name of the most specific deny entry that
+// refuses host on port (port 0: entries without a port only), or "".
+func refDenied(deny []refDenyRow, host string, port int) string {
+	var cands []refRow
+	for i, r := range deny {
+		if refMatch(r.pattern, host) && (r.port == 0 || r.port == port && port != 0) {
+			cands = append(cands, refRow{pattern: r.pattern, order: i, written: r.written, ports: []int{r.port}})
+		}
+	}
+	if len(cands) == 0 {
+		return ""
+	}
+	refSort(cands)
+	if cands[0].ports[0] == 0 && port != 0 {
+		return cands[0].written + ":" + strconv.Itoa(port)
+	}
+	return cands[0].written
+}
+
+// refDecideName is the DNS question: the most specific row matching the
+// name whatever its port, named on its first port.
+func refDecideName(rows []refRow, deny []refDenyRow, host string) policy.Decision {
+	if rule := refDenied(deny, host, 0); rule != "" {
+		return policy.Decision{Reason: policy.ExplicitDeny, Rule: rule, Host: host}
+	}
+	var cands []refRow
+	for _, r := range rows {
+		if refMatch(r.pattern, host) {
+			cands = append(cands, r)
+		}
+	}
+	if len(cands) == 0 {
+		return policy.Decision{Reason: policy.NotInAllowlist, Host: host}
+	}
+	refSort(cands)
+	r := cands[0]
+	port := r.ports[0]
+	rule := r.pattern + r.path + ":" + strconv.Itoa(port)
+	if r.user {
+		rule = r.written
+		if !strings.Contains(strings.SplitN(r.written, "/", 2)[0], ":") {
+			rule += ":" + strconv.Itoa(port)
+		}
+	}
+	return policy.Decision{Verdict: policy.Allow, Rule: rule, Offering: r.offering, Feature: r.feature, Host: host, Port: port}
+}
+
+// refDecide decides a destination (a valid, normalized host name and a
+// valid port) over the model's rows: the most specific matching row that
+// admits the port (and path) decides (design: "When several rows match").
+func refDecide(rows []refRow, d policy.Dest) policy.Decision {
+	var cands []refRow
+	for _, r := range rows {
+		if refMatch(r.pattern, d.Host) {
+			cands = append(cands, r)
+		}
+	}
+	refSort(cands)
 	dec := policy.Decision{Host: d.Host, Port: d.Port, Reason: policy.NotInAllowlist}
 	pathMiss := false
 	for _, r := range cands {
