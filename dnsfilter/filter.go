@@ -144,6 +144,8 @@ type Filter struct {
 	learned *ttlSet[netip.Addr]
 
 	rcodeCounters [16]prometheus.Counter
+	decMu         sync.RWMutex
+	decCounters   map[decisionKey]prometheus.Counter // by label set, filled on first use
 	tails         *refusalTails
 	bufs          sync.Pool // *[]byte packet buffers of 4096 bytes
 
@@ -223,6 +225,7 @@ func New(opts Options) (*Filter, error) {
 	f.cnames = newTTLSet[string](nc)
 	f.learned = newTTLSet[netip.Addr](nl)
 	if f.metrics != nil {
+		f.decCounters = make(map[decisionKey]prometheus.Counter)
 		for rc := range f.rcodeCounters {
 			f.rcodeCounters[rc] = f.metrics.DNSQueries.WithLabelValues(rcodeName(rc))
 		}

@@ -118,14 +118,7 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}
 
-	up := &dns.Msg{}
-	up.Opcode = dns.OpcodeQuery
-	up.RecursionDesired = r.RecursionDesired
-	up.CheckingDisabled = r.CheckingDisabled
-	up.AuthenticatedData = r.AuthenticatedData
-	up.Question = []dns.Question{qs}
-	up.SetEdns0(maxUDPSize, q.opt != nil && q.opt.Do())
-	raw, err := f.forward(up, q.tcp)
+	raw, err := f.forward(r, q.opt != nil && q.opt.Do(), q.tcp)
 	if err != nil {
 		f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
 		return
@@ -395,11 +388,29 @@ func (f *Filter) countDecision(d policy.Decision, viaCNAME bool) {
 	if f.metrics == nil {
 		return
 	}
+	k := decisionKey{verdict: d.Verdict, reason: d.Reason, offering: d.Offering}
 	if viaCNAME {
-		f.metrics.Decisions.WithLabelValues("allow", "", "", audit.ComponentDNS).Inc()
-		return
+		k = decisionKey{verdict: policy.Allow}
 	}
-	f.metrics.Decisions.WithLabelValues(d.Verdict.String(), d.Reason.String(), d.Offering, audit.ComponentDNS).Inc()
+	f.decMu.RLock()
+	c := f.decCounters[k]
+	f.decMu.RUnlock()
+	if c == nil {
+		c = f.metrics.Decisions.WithLabelValues(k.verdict.String(), k.reason.String(), k.offering, audit.ComponentDNS)
+		f.decMu.Lock()
+		if len(f.decCounters) < 1024 { // offerings and reasons are few; bound it anyway
+			f.decCounters[k] = c
+		}
+		f.decMu.Unlock()
+	}
+	c.Inc()
+}
+
+// decisionKey is the label set of a decision counter.
+type decisionKey struct {
+	verdict  policy.Verdict
+	reason   policy.Reason
+	offering string
 }
 
 func modeName(learn bool) string {

@@ -91,20 +91,21 @@ func upstreamAddrs(ups []*upstream) []string {
 	return out
 }
 
-// forward sends q to the upstreams, in order of health and configuration,
+// forward sends the client's request req (see upstreamQuery; do is the
+// client's DO bit) to the upstreams, in order of health and configuration,
 // until one answers with something other than SERVFAIL, within the query
 // timeout and the attempt bound, and returns the answer as received (wire
 // form, the ID being the one forward chose). A truncated UDP answer is
 // retried over TCP (and returned with TC when TCP fails, so the client
 // retries itself). overTCP sends over TCP from the start (the client came
 // over TCP).
-func (f *Filter) forward(q *dns.Msg, overTCP bool) ([]byte, error) {
+func (f *Filter) forward(req *dns.Msg, do, overTCP bool) ([]byte, error) {
 	// One deadline for the whole query; f.baseCtx ends on shutdown.
 	ctx := f.baseCtx
 	end := time.Now().Add(f.queryTimeout)
 	bp := f.bufs.Get().(*[]byte)
 	defer f.bufs.Put(bp)
-	wire, err := q.PackBuffer((*bp)[:cap(*bp)])
+	wire, err := upstreamQuery((*bp)[:cap(*bp)], req, do)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func (f *Filter) forward(q *dns.Msg, overTCP bool) ([]byte, error) {
 		if err != nil {
 			last = err
 			u.downUntil.Store(f.now().Add(downFor).UnixNano())
-			f.log.Debug().Err(err).Str("upstream", u.addr).Str("name", q.Question[0].Name).Msg("dns upstream failed")
+			f.log.Debug().Err(err).Str("upstream", u.addr).Str("name", req.Question[0].Name).Msg("dns upstream failed")
 			continue
 		}
 		u.downUntil.Store(0)
@@ -152,6 +153,38 @@ func (f *Filter) forward(q *dns.Msg, overTCP bool) ([]byte, error) {
 		return servfail, nil
 	}
 	return nil, last
+}
+
+// upstreamQuery writes into buf the query sent upstream for the client's
+// request r: its question as the client spelled it, its RD, CD and AD bits,
+// and an OPT record with our UDP size and the client's DO bit (RFC 6891);
+// the ID is set per attempt. It returns the wire form.
+func upstreamQuery(buf []byte, r *dns.Msg, do bool) ([]byte, error) {
+	b := buf[:12]
+	clear(b)
+	if r.RecursionDesired {
+		b[2] |= 0x01
+	}
+	if r.AuthenticatedData {
+		b[3] |= 0x20
+	}
+	if r.CheckingDisabled {
+		b[3] |= 0x10
+	}
+	b[5], b[11] = 1, 1 // QDCOUNT, ARCOUNT
+	qs := r.Question[0]
+	off, err := dns.PackDomainName(qs.Name, buf, 12, nil, false)
+	if err != nil || off+4+11 > len(buf) {
+		return nil, errMismatch
+	}
+	b = buf[:off]
+	b = binary.BigEndian.AppendUint16(b, qs.Qtype)
+	b = binary.BigEndian.AppendUint16(b, qs.Qclass)
+	var flags byte
+	if do {
+		flags = 0x80
+	}
+	return append(b, 0, 0, typeOPT, maxUDPSize>>8, maxUDPSize&0xFF, 0, 0, flags, 0, 0, 0), nil
 }
 
 // pickOrder appends the upstreams to dst, healthy ones first, each group in
