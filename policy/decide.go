@@ -221,6 +221,12 @@ func pathAllowed(prefix, path string) bool {
 		return false
 	}
 	rest := path[len(prefix):]
+	if strings.IndexByte(rest, '\\') >= 0 || containsFold(rest, "%5c") || containsFold(rest, "%2f") || containsFold(rest, "%2e") {
+		// IIS and others read a backslash (or an encoded one) as a
+		// separator, and encoded slashes or dots as path syntax: such a
+		// path may resolve outside the prefix at the origin.
+		return false
+	}
 	return !strings.Contains(rest, "/../") && !strings.HasSuffix(rest, "/..") &&
 		!strings.Contains(rest, "/./") && !strings.HasSuffix(rest, "/.")
 }
@@ -380,6 +386,16 @@ func (p *Policy) Hint(d Dest) Hint {
 		return Hint{}
 	}
 	return h
+}
+
+// containsFold reports whether s contains the lower-case ASCII sub (any case).
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsStr(list []string, s string) bool {
