@@ -235,7 +235,57 @@ func New(opts Options) (*Filter, error) {
 		f.cancel()
 		return nil, err
 	}
+	if u := f.selfUpstream(); u != "" {
+		f.pc.Close()
+		f.ln.Close()
+		f.cancel()
+		return nil, fmt.Errorf("dnsfilter: dns.upstream %s is this filter's own address (dns.listen %s): queries would loop", u, opts.Listen)
+	}
 	return f, nil
+}
+
+// selfUpstream returns the first upstream that is the filter itself (the
+// listen address, or, on a wildcard listener, a loopback or local address
+// on the listen port), "" when none is: forwarding to itself would loop.
+func (f *Filter) selfUpstream() string {
+	return loopingUpstream(f.pc.LocalAddr().(*net.UDPAddr).AddrPort(), f.ups, localAddrs)
+}
+
+func loopingUpstream(listen netip.AddrPort, ups []*upstream, local func() map[netip.Addr]bool) string {
+	la := listen.Addr().Unmap()
+	var locals map[netip.Addr]bool
+	for _, u := range ups {
+		ua := u.udpAddr.AddrPort()
+		if ua.Port() != listen.Port() {
+			continue
+		}
+		a := ua.Addr().Unmap()
+		if a == la {
+			return u.addr
+		}
+		if la.IsUnspecified() {
+			if locals == nil {
+				locals = local()
+			}
+			if a.IsLoopback() || a.IsUnspecified() || locals[a] {
+				return u.addr
+			}
+		}
+	}
+	return ""
+}
+
+// localAddrs returns the addresses of the machine's interfaces.
+func localAddrs() map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				m[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	return m
 }
 
 func makeSettings(p *policy.Policy, mode, denyRcode string) (*settings, error) {

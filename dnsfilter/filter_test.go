@@ -584,6 +584,50 @@ func TestOptionsErrors(t *testing.T) {
 	}
 }
 
+// TestSelfUpstreamRefused: an upstream that is the filter's own address
+// would make every query loop; New refuses it.
+func TestSelfUpstreamRefused(t *testing.T) {
+	p := serversPolicy(t)
+	// Learn a free port pair, then ask for it with itself as upstream.
+	f, err := New(Options{Policy: p, Listen: "127.0.0.1:0", Upstreams: []string{"127.0.0.1:53"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := f.Addr()
+	f.Shutdown(t.Context())
+	f, err = New(Options{Policy: p, Listen: addr, Upstreams: []string{"127.0.0.9:53", addr}})
+	if err == nil {
+		f.Shutdown(t.Context())
+		t.Fatal("own address accepted as upstream")
+	}
+	if !strings.Contains(err.Error(), "loop") {
+		t.Errorf("error %q does not say why", err)
+	}
+	// A wildcard listener (not bound here: tests stay on loopback) loops
+	// through loopback and local addresses on its port.
+	local := func() map[netip.Addr]bool { return map[netip.Addr]bool{netip.MustParseAddr("10.1.2.3"): true} }
+	ups, err := parseUpstreams([]string{"127.0.0.1:5353", "10.1.2.3:53", "10.1.2.4:53", "127.0.0.1:53"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		listen string
+		ups    []*upstream
+		want   string
+	}{
+		{"0.0.0.0:53", ups[:1], ""},
+		{"0.0.0.0:53", ups[:2], "10.1.2.3:53"},
+		{"0.0.0.0:53", ups[2:3], ""},
+		{"[::]:53", ups[3:], "127.0.0.1:53"},
+		{"10.1.2.4:53", ups[1:3], "10.1.2.4:53"},
+		{"10.1.2.4:53", ups[3:], ""},
+	} {
+		if got := loopingUpstream(netip.MustParseAddrPort(c.listen), c.ups, local); got != c.want {
+			t.Errorf("listen %s upstreams %v: %q, want %q", c.listen, upstreamAddrs(c.ups), got, c.want)
+		}
+	}
+}
+
 func TestResolvConfUpstreams(t *testing.T) {
 	ups, err := parseUpstreams(nil, "testdata/resolv.conf")
 	if err != nil {
