@@ -61,6 +61,8 @@ const (
 	DefaultMaxCNAMETargets = 10000
 	// DefaultMaxLearned bounds the learned-address set.
 	DefaultMaxLearned = 65536
+	// DefaultMaxInFlight bounds the queries forwarded at once.
+	DefaultMaxInFlight = 2048
 	// DefaultResolvConf is read for upstreams when Options.Upstreams is empty.
 	DefaultResolvConf = "/etc/resolv.conf"
 )
@@ -112,6 +114,11 @@ type Options struct {
 	// MaxLearned bounds the set of learned addresses; 0 means
 	// DefaultMaxLearned. The oldest entry is evicted first.
 	MaxLearned int
+	// MaxInFlight bounds the queries being forwarded at once (a flood of
+	// random names under an allowed wildcard must not pile up on the
+	// upstreams); beyond it queries get SERVFAIL at once. 0 means
+	// DefaultMaxInFlight.
+	MaxInFlight int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -138,6 +145,8 @@ type Filter struct {
 	timeout      time.Duration
 	queryTimeout time.Duration
 	attempts     int
+	maxInFlight  int64
+	inFlight     atomic.Int64
 
 	cache   *answerCache    // nil when off
 	cnames  *ttlSet[string] // CNAME targets of allowed answers
@@ -207,6 +216,10 @@ func New(opts Options) (*Filter, error) {
 	}
 	if f.attempts <= 0 {
 		f.attempts = max(len(ups), 2)
+	}
+	f.maxInFlight = int64(opts.MaxInFlight)
+	if f.maxInFlight <= 0 {
+		f.maxInFlight = DefaultMaxInFlight
 	}
 	f.set.Store(st)
 	f.tails = newRefusalTails()

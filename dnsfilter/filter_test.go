@@ -657,3 +657,35 @@ func TestShutdownWithoutRun(t *testing.T) {
 		t.Error("Run after Shutdown did not fail")
 	}
 }
+
+// TestMaxInFlight: beyond the bound on forwarded queries, a query gets
+// SERVFAIL at once instead of piling up on the upstream.
+func TestMaxInFlight(t *testing.T) {
+	e := startFilter(t, Options{MaxInFlight: 1, Timeout: time.Second, QueryTimeout: time.Second, Attempts: 1})
+	slow := make(chan *dns.Msg, 1)
+	go func() {
+		c := &dns.Client{Timeout: 5 * time.Second}
+		r, _, _ := c.Exchange(question(nameSlow, dns.TypeA, true), e.f.Addr())
+		slow <- r
+	}()
+	for i := 0; i < 500 && e.stub.total(nameSlow, dns.TypeA) == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e.stub.total(nameSlow, dns.TypeA) == 0 {
+		t.Fatal("slow query never reached the upstream")
+	}
+	r := ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
+	if r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("second query with one in flight: %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if n := e.stub.total(nameA, dns.TypeA); n != 0 {
+		t.Errorf("the refused query reached the upstream %d times", n)
+	}
+	if r := <-slow; r == nil || r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("slow query: %v", r)
+	}
+	// The slot is free again.
+	if r := ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true)); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("after the slow query: %s", dns.RcodeToString[r.Rcode])
+	}
+}

@@ -31,6 +31,7 @@ type upstream struct {
 var (
 	errTimeout  = errors.New("upstream timeout")
 	errMismatch = errors.New("upstream answer does not match the question")
+	errBusy     = errors.New("too many queries in flight")
 )
 
 // parseUpstreams turns dns.upstream entries into upstreams; with none it
@@ -100,6 +101,11 @@ func upstreamAddrs(ups []*upstream) []string {
 // retries itself). overTCP sends over TCP from the start (the client came
 // over TCP).
 func (f *Filter) forward(req *dns.Msg, do, overTCP bool) ([]byte, error) {
+	if f.inFlight.Add(1) > f.maxInFlight {
+		f.inFlight.Add(-1)
+		return nil, errBusy
+	}
+	defer f.inFlight.Add(-1)
 	// One deadline for the whole query; f.baseCtx ends on shutdown.
 	ctx := f.baseCtx
 	end := time.Now().Add(f.queryTimeout)
