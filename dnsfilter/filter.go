@@ -28,6 +28,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"golang.org/x/net/netutil"
 
 	"github.com/arcfence/arcfence/internal/audit"
 	"github.com/arcfence/arcfence/internal/metrics"
@@ -66,6 +67,9 @@ const (
 	// DefaultResolvConf is read for upstreams when Options.Upstreams is empty.
 	DefaultResolvConf = "/etc/resolv.conf"
 )
+
+// maxTCPConns bounds the client TCP connections served at once.
+const maxTCPConns = 1024
 
 // maxUDPSize is the largest UDP payload the filter sends or advertises
 // (DNS flag day 2020: 1232 bytes avoids IP fragmentation).
@@ -433,7 +437,9 @@ func (f *Filter) run(ctx context.Context) error {
 		NotifyStartedFunc: notify,
 	}
 	tcp := &dns.Server{
-		Listener:          f.ln,
+		// Bounded TCP connections: beyond the limit, new ones wait in the
+		// kernel's backlog (each open one is closed after 8 s idle).
+		Listener:          netutil.LimitListener(f.ln, maxTCPConns),
 		Net:               "tcp",
 		Handler:           f,
 		MsgAcceptFunc:     acceptQuery,
