@@ -86,6 +86,9 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 	if _, err := t.client.Write([]byte(line)); err != nil {
 		t.abort(false, "client gone")
 	}
+	if rw, ok := w.(*rawWriter); ok {
+		rw.handedOver() // the tunnel is tracked on its own from here
+	}
 	t.run()
 }
 

@@ -140,7 +140,6 @@ func (s *Server) fastAdd() bool {
 // serveConn reads a new connection's first request head and serves it
 // when it is a CONNECT; otherwise it hands the connection to net/http.
 func (s *Server) serveConn(c net.Conn, h *handoff) {
-	defer s.fastWG.Done()
 	st := s.cur.Load()
 	s.fastTrack(c, true)
 	bp := s.heads.Get().(*[]byte)
@@ -162,6 +161,7 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 			}
 			s.heads.Put(bp)
 			_ = c.Close()
+			s.fastWG.Done()
 			return
 		}
 		if n == len(buf) {
@@ -175,6 +175,7 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 		prefix := append([]byte(nil), buf[:n]...)
 		s.heads.Put(bp)
 		_ = c.SetReadDeadline(time.Time{})
+		s.fastWG.Done()
 		h.pass(&clientConn{Conn: c, s: s, prefix: prefix})
 		return
 	}
@@ -191,11 +192,12 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 	} else {
 		client = remoteIP(c.RemoteAddr().String())
 	}
-	rw := &rawWriter{conn: c, rest: rest, proto10: proto10}
+	rw := &rawWriter{conn: c, rest: rest, proto10: proto10, s: s}
 	s.serveConnect(s.ctx, rw, auth, proto10, st, client)
 	if !rw.taken {
 		_ = c.Close()
 	}
+	rw.handedOver()
 }
 
 // fastTrack registers (or forgets) a connection whose head is being read,
@@ -352,6 +354,17 @@ type rawWriter struct {
 	h       http.Header
 	code    int
 	taken   bool
+	s       *Server
+	handed  bool
+}
+
+// handedOver ends the fast path's share of the connection: from here a
+// tunnel (tracked on its own) or nothing holds it. Idempotent.
+func (w *rawWriter) handedOver() {
+	if !w.handed {
+		w.handed = true
+		w.s.fastWG.Done()
+	}
 }
 
 // Header implements http.ResponseWriter.

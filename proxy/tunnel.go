@@ -55,7 +55,9 @@ type tunnel struct {
 }
 
 // run starts the two directions. The Server has already counted the tunnel
-// in its WaitGroup (two goroutines).
+// in its WaitGroup (two goroutines). Both get fresh goroutines: carrying one
+// on the accepting goroutine saved no measurable CPU but kept its grown
+// stack parked (15 KiB instead of 9 KiB per idle tunnel).
 func (t *tunnel) run() {
 	if t.st.idleTO > 0 {
 		t.lastActive.Store(time.Now().UnixNano())
