@@ -179,6 +179,20 @@ func TestANYRefused(t *testing.T) {
 	}
 }
 
+func TestBadVersion(t *testing.T) {
+	e := startFilter(t, Options{})
+	q := question(nameA, dns.TypeA, true)
+	q.IsEdns0().SetVersion(1)
+	r := ask(t, e.f.Addr(), "udp", q)
+	o := r.IsEdns0()
+	if r.Rcode != dns.RcodeBadVers || o == nil || o.Version() != 0 || len(r.Answer) != 0 {
+		t.Errorf("EDNS version 1: rcode %d, OPT %v", r.Rcode, o)
+	}
+	if n := e.stub.total(nameA, dns.TypeA); n != 0 {
+		t.Errorf("forwarded %d times", n)
+	}
+}
+
 func TestQuestionCount(t *testing.T) {
 	e := startFilter(t, Options{})
 	for _, qs := range [][]dns.Question{

@@ -17,6 +17,7 @@ import (
 type refusalTails struct {
 	blocked     [256][]byte // code 15 "Blocked", by policy.Reason
 	unsupported []byte      // code 21 "Not Supported": ANY, zone transfers, non-IN
+	badVers     []byte      // no EDE; the extended rcode of BADVERS
 }
 
 // optDOByte is the offset, in an OPT record with the root name, of the
@@ -30,6 +31,7 @@ func newRefusalTails() *refusalTails {
 	}
 	t.unsupported = optTail(dns.ExtendedErrorCodeNotSupported,
 		"refused by arcfence: ANY, zone transfers and non-IN classes are not answered")
+	t.badVers = []byte{0, 0, typeOPT, maxUDPSize >> 8, maxUDPSize & 0xFF, dns.RcodeBadVers >> 4, 0, 0, 0, 0, 0}
 	return t
 }
 
@@ -74,6 +76,11 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	if len(r.Question) != 1 {
 		f.writeHeaderOnly(&q, dns.RcodeFormatError)
+		return
+	}
+	if q.opt != nil && q.opt.Version() != 0 {
+		// RFC 6891 section 6.1.3: BADVERS, with the version we speak (0).
+		f.writeRefusal(&q, dns.RcodeBadVers, f.tails.badVers)
 		return
 	}
 	qs := r.Question[0]
