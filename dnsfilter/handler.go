@@ -265,6 +265,9 @@ func (f *Filter) writeWire(q *query, e *wireAnswer, now int64) {
 			b[2] |= 0x01
 		}
 	}
+	if !q.r.AuthenticatedData && (q.opt == nil || !q.opt.Do()) {
+		b[3] &^= 0x20 // AD only for clients that asked with AD or DO (RFC 6840 5.8)
+	}
 	if len(e.ttlOff) > 0 {
 		age := uint32(max(0, (now-e.stored)/1e9))
 		for i, off := range e.ttlOff {
