@@ -134,6 +134,60 @@ func FuzzConnectRequest(f *testing.F) {
 	})
 }
 
+// FuzzConnectHead is FuzzConnectRequest with the whole head after
+// "CONNECT " fuzzed (request line, any headers, any framing), so that the
+// CONNECT fast path's own parser and net/http's are compared on the same
+// bytes: the verdict must be Decide's on the authority net/http parses.
+// The head always ends in CRLF CRLF (an unterminated head only waits for
+// the header timeout).
+func FuzzConnectHead(f *testing.F) {
+	e := newEnv(f, nil)
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	e.rawOrigin("management.azure.com", 443, echo)
+	for _, s := range []string{
+		"raw.arcfence.test:443 HTTP/1.1\r\nHost: raw.arcfence.test:443",
+		"raw.arcfence.test:443 HTTP/1.0",
+		"management.azure.com:443 HTTP/1.1\r\nHost: x\r\nUser-Agent: azcmagent\r\nProxy-Connection: Keep-Alive",
+		"evil.example:443 HTTP/1.1\r\nHost: management.azure.com:443",
+		"management.azure.com:443  HTTP/1.1",
+		"management.azure.com:443 HTTP/1.1\r\nHost: a\r\nHost: b",
+		"management.azure.com:443 HTTP/1.1\r\n Host: x",
+		"management.azure.com:443 HTTP/1.1\r\nHost : x",
+		"management.azure.com:443 HTTP/1.1\r\nContent-Length: 0",
+		"management.azure.com:443 HTTP/1.1\r\nTransfer-Encoding: identity",
+		"management.azure.com:443 HTTP/1.1\nHost: x",
+		"[::1]:443 HTTP/1.1",
+		"[fe80::1%25eth0]:443 HTTP/1.1",
+		"management.azure.com:443 HTTP/1.1\r\nHost: x\r\n\r\nCONNECT evil.example:443 HTTP/1.1",
+	} {
+		f.Add(s)
+	}
+	pol := e.s.Policy()
+	f.Fuzz(func(t *testing.T, head string) {
+		raw := "CONNECT " + head + "\r\n\r\n"
+		if len(raw) > 4<<10 {
+			t.Skip("longer than the header limits the corpus cares about")
+		}
+		e.logs.mu.Lock()
+		if e.logs.b.Len() > 1<<20 {
+			e.logs.b.Reset()
+		}
+		e.logs.mu.Unlock()
+		got := askProxy(t, e.addr, raw, true)
+		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if perr != nil || req.Method != http.MethodConnect {
+			if !parseFailure(got.status) {
+				t.Fatalf("net/http cannot parse %q (%v) but the proxy answered %d %q", raw, perr, got.status, got.reason)
+			}
+			return
+		}
+		if parseFailure(got.status) {
+			return // the server's stricter checks (Host header, framing)
+		}
+		checkVerdict(t, raw, connectVerdict(pol, req.RequestURI), got)
+	})
+}
+
 // connectVerdict is the proxy's decision on a CONNECT authority, from the
 // policy alone.
 func connectVerdict(pol *policy.Policy, authority string) policy.Decision {
