@@ -443,6 +443,12 @@ func TestAdversarialCorpus(t *testing.T) {
 			closedNow(t, c, br)
 		}},
 
+		// Websocket upgrades are decided like any request.
+		{name: "ws-upgrade-refused", req: "GET http://evil.example/ws HTTP/1.1\r\nHost: microsoft.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", status: deny, reason: notListed, host: "evil.example", port: 80},
+		{name: "ws-upgrade-path-refused", req: "GET http://microsoft.com/ws HTTP/1.1\r\nHost: microsoft.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", status: deny, reason: pathNot, host: "microsoft.com", port: 80},
+
 		// Pipelined requests after a refusal are never served.
 		{name: "pipelined-connect-after-refusal", req: connect("evil.example:443", "") + connect("raw.arcfence.test:443", ""), status: deny, reason: notListed, host: "evil.example", port: 443},
 		{name: "pipelined-get-after-refusal", req: get("http://evil.example/", "evil.example") + get("http://microsoft.com/pkiops/certs/x", "microsoft.com"), status: deny, reason: notListed, host: "evil.example", port: 80},

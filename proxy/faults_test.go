@@ -351,6 +351,69 @@ func TestFaultBlockedLogWriter(t *testing.T) {
 	}
 }
 
+// failingWriter is a log destination whose every write fails (a full
+// disk, a closed pipe).
+type failingWriter struct{ writes atomic.Int64 }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	return 0, syscall.ENOSPC
+}
+
+// TestFaultFailingLogWriter: when every log write fails, tunnels, refusals
+// and failed dials are all still answered.
+func TestFaultFailingLogWriter(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, nil)
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	cfg := e.cfg
+	cfg.Log.Tunnels = "info"
+	pol, err := policy.Compile(cfg.Policy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &failingWriter{}
+	log := zerolog.New(w).Level(zerolog.InfoLevel)
+	al := audit.NewWithOptions(log, audit.Options{})
+	s, err := New(Options{Config: cfg, Policy: pol, Logger: log, Audit: al, Metrics: metrics.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dialHook = e.s.dialHook
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-served
+		al.Close()
+	})
+	e.addr = ln.Addr().String()
+	for i := 0; i < 5; i++ {
+		c := e.tunnel("raw.arcfence.test:443")
+		echoes(t, e, c, bufio.NewReader(c))
+		_ = c.Close()
+		if _, _, resp := e.connect("example.org:443"); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("refusal with a failing log: %s", resp.Status)
+		}
+		if _, _, resp := e.connect("nowhere.his.arc.azure.com:443"); resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("failed dial with a failing log: %s", resp.Status)
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for w.writes.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w.writes.Load() == 0 {
+		t.Fatal("nothing was written: the test did not exercise a failing log")
+	}
+}
+
 // TestFaultBlockedLogWriterDialFailure: a failed dial is answered (502)
 // even when the log destination blocks.
 func TestFaultBlockedLogWriterDialFailure(t *testing.T) {
