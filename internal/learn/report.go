@@ -280,16 +280,36 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 		if decide(p, it.Group).Allowed() {
 			continue
 		}
-		it.Action = ActionAllow
 		it.Offering, it.Feature, it.Region, it.Section = "", "", "", ""
-		it.Allow = allowEntry(it.Group)
-		cand.Allow = addTo(cand.Allow, it.Allow)
+		if _, ok := policy.NormalizeHost(it.Host); !ok {
+			// Never turn a name that is not one ("*.com" in an edited log)
+			// into an allow entry.
+			it.Action, it.Note = ActionUnresolved, "not a valid host name or address; nothing suggested"
+			continue
+		}
+		entry := allowEntry(it.Group)
+		if !slices.Contains(cand.Allow, entry) {
+			// A name from a log may not make a valid entry (an edited or
+			// foreign log): such an item stays unresolved, the rest goes on.
+			next := cand
+			next.Allow = append(slices.Clone(cand.Allow), entry)
+			if _, err := config.Compile(&next); err != nil {
+				it.Action = ActionUnresolved
+				it.Note = fmt.Sprintf("no valid allow entry admits it (%s)", firstLine(err))
+				continue
+			}
+			cand = next
+		}
+		it.Action, it.Allow = ActionAllow, entry
 	}
 	if p, err = config.Compile(&cand); err != nil {
 		return nil, fmt.Errorf("learn: suggested config does not compile: %w", err)
 	}
 	for _, i := range todo {
 		it := &rep.Items[i]
+		if it.Action == ActionUnresolved {
+			continue
+		}
 		d := decide(p, it.Group)
 		if !d.Allowed() {
 			it.Action, it.Allow = ActionUnresolved, ""

@@ -374,3 +374,55 @@ func TestReportIndirectDataServices(t *testing.T) {
 		t.Fatalf("%+v", it)
 	}
 }
+
+// FuzzAnalyze: whatever a log says about a destination, Analyze succeeds,
+// and every item it claims to admit is admitted by the config it suggests.
+func FuzzAnalyze(f *testing.F) {
+	f.Add("eastus2.dp.kubernetesconfiguration.azure.com", 443, "", uint8(policy.NotInAllowlist), false)
+	f.Add("bad_name.example", 443, "", uint8(policy.NotInAllowlist), false)
+	f.Add("fe80::1%eth0", 8443, "", uint8(policy.IPLiteral), false)
+	f.Add("files.example.net", 80, "/a b/c", uint8(policy.PathNotAllowed), false)
+	f.Add("UPPER.example.com.", 0, "", uint8(policy.NotInAllowlist), true)
+	f.Add("*.com", 443, "", uint8(policy.NotInAllowlist), false)
+	f.Add("x.example.com", 70000, "", uint8(policy.PortNotAllowed), false)
+	cfg := serversConfig()
+	f.Fuzz(func(t *testing.T, host string, port int, path string, reason uint8, dns bool) {
+		r, ok := policy.ParseReason(policy.Reason(reason).String())
+		if !ok || host == "" || port < 0 || port > 65535 {
+			return
+		}
+		comp := "proxy"
+		if dns {
+			comp, port = "dns", 0
+		}
+		c := NewCollector()
+		c.Add(Refusal{Component: comp, Host: host, Port: port, Path: path, Reason: r, Count: 1})
+		c.Add(Refusal{Component: "proxy", Host: "api.github.com", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
+		rep, err := Analyze(cfg, c)
+		if err != nil {
+			t.Fatalf("Analyze: %v", err)
+		}
+		next := cfg
+		next.Offerings = append(slices.Clone(cfg.Offerings), rep.Added.Offerings...)
+		next.Features = append(slices.Clone(cfg.Features), rep.Added.Features...)
+		next.Regions = append(slices.Clone(cfg.Regions), rep.Added.Regions...)
+		next.Allow = append(slices.Clone(cfg.Allow), rep.Added.Allow...)
+		p, err := config.Compile(&next)
+		if err != nil {
+			t.Fatalf("suggested config: %v", err)
+		}
+		for _, it := range rep.Items {
+			if it.Action != ActionCatalog && it.Action != ActionAllow {
+				continue
+			}
+			if !decide(p, it.Group).Allowed() {
+				t.Fatalf("%s claimed admitted but refused", destName(it.Group))
+			}
+		}
+		for _, a := range rep.Added.Allow {
+			if host, _, _ := strings.Cut(a, "/"); strings.Contains(host, "*") {
+				t.Fatalf("wildcard allow entry %q suggested", a)
+			}
+		}
+	})
+}
