@@ -189,8 +189,8 @@ func TestUpstreamMisbehaves(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := startBadUpstream(t, func(q *dns.Msg, raw []byte) [][]byte { return tc.reply(t, q, raw) })
 			t.Run("alone", func(t *testing.T) {
-				e := startFilter(t, Options{Upstreams: []string{bad.addr}, Timeout: 150 * time.Millisecond,
-					QueryTimeout: time.Second})
+				e := startFilter(t, Options{Upstreams: []string{bad.addr}, Timeout: 500 * time.Millisecond,
+					QueryTimeout: 3 * time.Second})
 				for _, netw := range []string{"udp", "tcp"} {
 					r := ask(t, e.f.Addr(), netw, question(nameA, dns.TypeA, true))
 					noPoison(t, r)
@@ -204,8 +204,8 @@ func TestUpstreamMisbehaves(t *testing.T) {
 			})
 			t.Run("failover", func(t *testing.T) {
 				good := startStub(t)
-				e := startFilter(t, Options{Upstreams: []string{bad.addr, good.addr}, Timeout: 150 * time.Millisecond,
-					QueryTimeout: 2 * time.Second})
+				e := startFilter(t, Options{Upstreams: []string{bad.addr, good.addr}, Timeout: 500 * time.Millisecond,
+					QueryTimeout: 3 * time.Second})
 				for _, netw := range []string{"udp", "tcp"} {
 					r := ask(t, e.f.Addr(), netw, question(nameA, dns.TypeA, true))
 					noPoison(t, r)
@@ -266,7 +266,7 @@ func TestUpstreamTCPTruncatedStream(t *testing.T) {
 			}()
 			t.Cleanup(func() { ln.Close(); <-done })
 			e := startFilter(t, Options{Upstreams: []string{ln.Addr().String()}, Timeout: 200 * time.Millisecond,
-				QueryTimeout: time.Second})
+				QueryTimeout: 3 * time.Second})
 			r := ask(t, e.f.Addr(), "tcp", question(nameA, dns.TypeA, true))
 			if r.Rcode != dns.RcodeServerFailure {
 				t.Fatalf("%s, want SERVFAIL", dns.RcodeToString[r.Rcode])
