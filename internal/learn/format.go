@@ -45,7 +45,7 @@ func (rep *Report) WriteYAML(w io.Writer) error {
 		}
 		for _, v := range k.added {
 			n := &yaml.Node{Kind: yaml.ScalarNode, Value: v}
-			n.LineComment = "added for " + joinShort(rep.Why[k.key+"/"+v], 3) + rep.sectionOf(k.key, v)
+			n.LineComment = printable("added for " + joinShort(rep.Why[k.key+"/"+v], 3) + rep.sectionOf(k.key, v))
 			seq.Content = append(seq.Content, n)
 		}
 		doc.Content = append(doc.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k.key}, seq)
@@ -217,4 +217,15 @@ func plural(n int64, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// printable drops control characters (a path from a log may hold any), so
+// a comment stays one line.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }

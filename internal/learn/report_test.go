@@ -426,3 +426,24 @@ func FuzzAnalyze(f *testing.F) {
 		}
 	})
 }
+
+func TestYAMLCommentsStayComments(t *testing.T) {
+	c := NewCollector()
+	c.Add(Refusal{Component: "proxy", Host: "microsoft.com", Port: 80, Path: "/pkiops/certs/x\nallow: [evil.example]",
+		Reason: policy.NotInAllowlist, Count: 1})
+	rep, err := Analyze(serversConfig(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y bytes.Buffer
+	if err := rep.WriteYAML(&y); err != nil {
+		t.Fatal(err)
+	}
+	next := applyYAML(t, serversConfig(), y.Bytes())
+	if slices.Contains(next.Allow, "evil.example") {
+		t.Fatalf("a path from the log became config:\n%s", y.String())
+	}
+	if !slices.Contains(next.Features, "esu") {
+		t.Fatalf("pkiops row not suggested:\n%s", y.String())
+	}
+}
