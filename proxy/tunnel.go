@@ -19,6 +19,10 @@ const (
 	kindWebsocket = "websocket"
 )
 
+// bytesBatch is how many tunnel bytes a direction counts before it adds
+// them to the bytes metric (and at its end).
+const bytesBatch = 256 << 10
+
 // genericBufSize is the user-space buffer of a direction that cannot splice
 // (a TLS client connection).
 const genericBufSize = 16 << 10
@@ -210,7 +214,10 @@ func (t *tunnel) relaySplice(dst, src *net.TCPConn, up bool) (int64, error) {
 	}
 	defer sp.release()
 	idle := t.st.idleTO
-	var n int64
+	// Bytes reach the shared counter in batches: one atomic update per
+	// chunk from every tunnel would contend on one cache line.
+	var n, unflushed int64
+	defer func() { t.s.m.addBytes(up, unflushed) }()
 	for {
 		if idle > 0 {
 			_ = src.SetReadDeadline(time.Unix(0, t.lastActive.Load()).Add(idle))
@@ -218,7 +225,10 @@ func (t *tunnel) relaySplice(dst, src *net.TCPConn, up bool) (int64, error) {
 		k, eof, err := sp.step()
 		if k > 0 {
 			n += k
-			t.s.m.addBytes(up, k)
+			if unflushed += k; unflushed >= bytesBatch {
+				t.s.m.addBytes(up, unflushed)
+				unflushed = 0
+			}
 			if idle > 0 {
 				t.lastActive.Store(time.Now().UnixNano())
 			}
