@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end check of the tuning flow (issue 4), as an operator runs it:
-#  1. `arcfence serve --learn` with a servers config: curl reaches a name in
-#     no catalog row and a Kubernetes catalog name; learn mode lets both
-#     through and logs "would deny"; a guard (invalid port) stays enforced;
-#     /learned, /metrics and /readyz answer on the admin listener;
+#  1. `arcfence serve --learn` with a servers config and the DNS filter: curl
+#     reaches a name in no catalog row and a Kubernetes catalog name, dig
+#     resolves them; learn mode lets all through and logs "would deny"; a
+#     guard (invalid port) stays enforced; /learned, /metrics and /readyz
+#     answer on the admin listener;
 #  2. `arcfence learn report --format yaml < log` prints the config lines;
 #  3. they are pasted over the same keys of the config, which validates;
-#  4. `arcfence serve` in enforce mode: the same traffic passes, a name the
-#     report never saw gets 403 not-in-allowlist.
+#  4. `arcfence serve` in enforce mode: the same traffic (curl and dig)
+#     passes, a name the report never saw gets 403 not-in-allowlist and
+#     NXDOMAIN.
 # Loopback only, with the proxy end-to-end's scaffolding
 # (proxy/internal/e2etool): a stub resolver maps the names to 127.0.0.78,
 # where a TLS origin with a certificate from `arcfence certs init` listens
@@ -37,10 +39,11 @@ fail() {
 }
 say() { echo "$NAME: $*"; }
 
-if ! command -v curl >/dev/null; then
-  say "installing curl"
+if ! command -v curl >/dev/null || ! command -v dig >/dev/null; then
+  say "installing curl and dig"
   timeout 300 apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq curl >/dev/null 2>&1 || fail "cannot install curl"
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq curl dnsutils >/dev/null 2>&1 \
+    || fail "cannot install curl and dnsutils"
 fi
 
 # wait_line FILE PATTERN: wait (up to 20 s) for PATTERN in FILE.
@@ -84,6 +87,7 @@ wait_line "$TMP/origin.out" '^ready ' || fail "origin did not start: $(cat "$TMP
 
 PORT=$(free_port) || fail "no free port"
 APORT=$(free_port) || fail "no free port"
+DPORT=$(free_port) || fail "no free port"
 PROXY="http://127.0.0.1:$PORT"
 ADMIN="http://127.0.0.1:$APORT"
 
@@ -94,6 +98,7 @@ listen: 127.0.0.1:$PORT
 resolver: $DNS_ADDR
 allow_ranges: [$ORIGIN_IP/32]
 admin: {listen: 127.0.0.1:$APORT}
+dns: {listen: 127.0.0.1:$DPORT, upstream: [$DNS_ADDR]}
 log: {level: info, fold_window: 1s}
 limits: {shutdown_grace: 5s}
 YAML
@@ -134,6 +139,12 @@ pass() {
     || fail "$1 did not pass: $(cat "$TMP/curl.err")"
   [[ "$out" == "hello from origin $1 over HTTP/1.1" ]] || fail "$1: unexpected body: $out"
 }
+# resolves NAME: the DNS filter answers NAME with the origin's address.
+resolves() {
+  local out
+  out=$(dig +short +time=5 +tries=1 -p "$DPORT" @127.0.0.1 "$1" A 2>&1) || fail "dig $1: $out"
+  [[ "$out" == "$ORIGIN_IP" ]] || fail "dig $1: got '$out', want $ORIGIN_IP"
+}
 # refused NAME REASON: 403 with the reason header.
 refused() {
   rm -f "$TMP/h"
@@ -148,16 +159,20 @@ say "1. arcfence serve --learn: what the allowlist lacks passes and is logged"
 start_serve "$TMP/learn.log" --learn
 for _ in 1 2 3 4 5; do pass "$APP"; done
 for _ in 1 2; do pass "$K8S"; done
+resolves "$K8S"
+resolves "$APP"
 # A guard stays on in learn mode: a CONNECT without a valid port.
 resp=$(exec 3<>"/dev/tcp/127.0.0.1/$PORT"; printf 'CONNECT %s:0 HTTP/1.1\r\nHost: %s:0\r\n\r\n' "$APP" "$APP" >&3; timeout 10 head -c 12 <&3 || true)
 [[ "$resp" == "HTTP/1.1 403" ]] || fail "learn mode admitted an invalid port: $resp"
 wait_line "$TMP/learn.log" '"reason":"invalid-port".*"msg":"denied"' || fail "no denied line for the invalid port"
 for _ in $(seq 1 100); do
   curl -s --max-time 2 "$ADMIN/learned" >"$TMP/learned.json" || true
-  grep -q "\"$APP\"" "$TMP/learned.json" && grep -q "\"$K8S\"" "$TMP/learned.json" && break
+  grep -q "\"$APP\"" "$TMP/learned.json" && grep -q "\"$K8S\"" "$TMP/learned.json" &&
+    grep -q '"component": "dns"' "$TMP/learned.json" && break
   sleep 0.1
 done
-grep -q "\"$APP\"" "$TMP/learned.json" && grep -q "\"$K8S\"" "$TMP/learned.json" \
+grep -q "\"$APP\"" "$TMP/learned.json" && grep -q "\"$K8S\"" "$TMP/learned.json" &&
+  grep -q '"component": "dns"' "$TMP/learned.json" \
   || fail "/learned lacks the destinations: $(cat "$TMP/learned.json")"
 grep -q '"offering_hint": "kubernetes"' "$TMP/learned.json" || fail "/learned has no kubernetes hint: $(cat "$TMP/learned.json")"
 curl -s --max-time 5 "$ADMIN/metrics" >"$TMP/metrics.txt" || fail "/metrics"
@@ -166,6 +181,8 @@ grep -q '^arcfence_decisions_total{component="proxy",offering="",reason="not-in-
 stop_serve
 grep -q "\"host\":\"$K8S\".*\"offering_hint\":\"kubernetes\".*\"msg\":\"would deny\"" "$TMP/learn.log" \
   || fail "no 'would deny' line with the kubernetes hint"
+grep -q "\"host\":\"$K8S\",\"qtype\":\"A\".*\"component\":\"dns\".*\"offering_hint\":\"kubernetes\".*\"msg\":\"would deny\"" "$TMP/learn.log" \
+  || fail "no DNS 'would deny' line with the kubernetes hint"
 grep -q "\"host\":\"$APP\".*\"summary\":true,\"count\":4,.*\"msg\":\"would deny\"" "$TMP/learn.log" \
   || fail "the 4 repeats of $APP are not folded into one summary line"
 say "   $(grep -c '"msg":"would deny"' "$TMP/learn.log") 'would deny' lines (repeats folded); /learned and /metrics answered"
@@ -186,7 +203,11 @@ say "4. arcfence serve (enforce): the same traffic passes"
 start_serve "$TMP/enforce.log"
 for _ in 1 2 3; do pass "$APP"; done
 pass "$K8S"
+resolves "$K8S"
+resolves "$APP"
 refused "$OTHER" not-in-allowlist
+status=$(dig +time=5 +tries=1 -p "$DPORT" @127.0.0.1 "$OTHER" A 2>&1 | awk '/status:/{print $6; exit}')
+[[ "$status" == "NXDOMAIN," ]] || fail "the DNS filter did not refuse $OTHER (status $status)"
 stop_serve
 grep -q '"msg":"would deny"' "$TMP/enforce.log" && fail "'would deny' lines in enforce mode"
 grep -q "\"host\":\"$OTHER\".*\"msg\":\"denied\"" "$TMP/enforce.log" || fail "no denied line for $OTHER"
