@@ -846,3 +846,82 @@ func TestHTTPSListener(t *testing.T) {
 		t.Fatalf("body %q", body)
 	}
 }
+
+// TestConnectAfterPlainRequest: a CONNECT that follows a plain request on
+// the same connection is served by the net/http path, bytes behind it kept.
+func TestConnectAfterPlainRequest(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, nil)
+	e.plainOrigin("plain.arcfence.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "plain ok")
+	}))
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	c := e.dialProxy()
+	br := bufio.NewReader(c)
+	fmt.Fprint(c, "GET http://plain.arcfence.test/ HTTP/1.1\r\nHost: plain.arcfence.test\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "plain ok" {
+		t.Fatalf("plain answer %q", body)
+	}
+	// CONNECT and the first tunnel bytes in one write.
+	fmt.Fprint(c, "CONNECT raw.arcfence.test:443 HTTP/1.1\r\nHost: raw.arcfence.test:443\r\n\r\nearly")
+	resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT after a plain request: %v %v", resp, err)
+	}
+	b := make([]byte, 5)
+	if _, err := io.ReadFull(br, b); err != nil || string(b) != "early" {
+		t.Fatalf("echo of the pipelined bytes: %q %v", b, err)
+	}
+}
+
+// TestConnectLongHead: a CONNECT head longer than the fast path's buffer is
+// handed to net/http with what was read, and the tunnel still works.
+func TestConnectLongHead(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, nil)
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	c := e.dialProxy()
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "CONNECT raw.arcfence.test:443 HTTP/1.1\r\nHost: raw.arcfence.test:443\r\nX-Pad: %s\r\n\r\nearly",
+		strings.Repeat("p", 3*headBufSize))
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("long CONNECT head: %v %v", resp, err)
+	}
+	b := make([]byte, 5)
+	if _, err := io.ReadFull(br, b); err != nil || string(b) != "early" {
+		t.Fatalf("echo of the pipelined bytes: %q %v", b, err)
+	}
+}
+
+func TestParseConnectHead(t *testing.T) {
+	for _, tc := range []struct {
+		head string
+		auth string
+		ok   bool
+	}{
+		{"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", "a.example:443", true},
+		{"CONNECT a.example:443 HTTP/1.0\r\n\r\n", "a.example:443", true},
+		{"CONNECT [2001:db8::1]:443 HTTP/1.1\r\n\r\n", "[2001:db8::1]:443", true},
+		{"CONNECT a.example HTTP/1.1\r\n\r\n", "", false},       // no port: net/http's
+		{"CONNECT a.example:+443 HTTP/1.1\r\n\r\n", "", false},  // net/http refuses it
+		{"CONNECT a@b.example:443 HTTP/1.1\r\n\r\n", "", false}, // userinfo: net/http's
+		{"CONNECT [fe80::1%25eth0]:443 HTTP/1.1\r\n\r\n", "", false},
+		{"CONNECT a.example:443 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "", false},
+		{"CONNECT a.example:443 HTTP/1.1\r\nContent-Length: 3\r\n\r\n", "", false},
+		{"CONNECT a.example:443 HTTP/1.1\r\n folded: x\r\n\r\n", "", false},
+		{"CONNECT a.example:443 HTTP/2.0\r\n\r\n", "", false},
+		{"GET http://a.example/ HTTP/1.1\r\n\r\n", "", false},
+		{"CONNECT a.example:443 HTTP/1.1\r\nX: a\x00b\r\n\r\n", "", false},
+	} {
+		auth, _, ok := parseConnectHead([]byte(tc.head))
+		if ok != tc.ok || string(auth) != tc.auth {
+			t.Errorf("%q: got (%q, %v), want (%q, %v)", tc.head, auth, ok, tc.auth, tc.ok)
+		}
+	}
+}
