@@ -277,15 +277,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) reserve(st *settings, client netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st.maxTunnels > 0 && s.count >= st.maxTunnels {
-		return false
+	over := func() bool {
+		return st.maxTunnels > 0 && s.count >= st.maxTunnels ||
+			st.maxPerClient > 0 && s.perClient[client] >= st.maxPerClient
 	}
-	if st.maxPerClient > 0 && s.perClient[client] >= st.maxPerClient {
-		return false
+	if over() {
+		// Before refusing, drop tunnels whose client is already gone (reset)
+		// but not yet noticed by their goroutines: limits count live tunnels.
+		all := st.maxTunnels > 0 && s.count >= st.maxTunnels
+		if s.reapLocked(client, all) == 0 || over() {
+			return false
+		}
 	}
 	s.count++
 	s.perClient[client]++
 	return true
+}
+
+// reapLocked aborts the tunnels (of client, or every client when all is
+// set) whose client connection is closed by a reset, and releases their
+// reservations at once. It returns how many it released.
+func (s *Server) reapLocked(client netip.Addr, all bool) int {
+	n := 0
+	for t := range s.tunnels {
+		if t.unreserved || (!all && t.clientIP != client) || !connReset(t.client) {
+			continue
+		}
+		t.abort(true, "client gone")
+		t.unreserved = true
+		s.unreserveLocked(t.clientIP)
+		n++
+	}
+	return n
 }
 
 // unreserve undoes reserve.
@@ -322,7 +345,9 @@ func (s *Server) track(t *tunnel) bool {
 func (s *Server) untrack(t *tunnel) {
 	s.mu.Lock()
 	delete(s.tunnels, t)
-	s.unreserveLocked(t.clientIP)
+	if !t.unreserved {
+		s.unreserveLocked(t.clientIP)
+	}
 	if s.closing && len(s.tunnels) == 0 {
 		select {
 		case <-s.drained:

@@ -292,6 +292,11 @@ func TestLimitTunnelsPerClient(t *testing.T) {
 	for e.s.ActiveTunnels() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	second := e.tunnel("raw.arcfence.test:443")
+	// A client that resets frees its slot at once: the next CONNECT is
+	// admitted even before the tunnel's goroutines notice the reset.
+	_ = second.(*bufConn).Conn.(*net.TCPConn).SetLinger(0)
+	_ = second.Close()
 	e.tunnel("raw.arcfence.test:443")
 }
 

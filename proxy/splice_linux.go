@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // Zero-copy relaying between two TCP sockets with splice(2).
@@ -222,3 +223,28 @@ func (s *splicer) release() {
 
 // spliceSupported reports whether this build can splice.
 const spliceSupported = true
+
+// connReset reports whether c is a TCP connection the peer has reset (its
+// state is CLOSE). A peer that only half-closed (CLOSE_WAIT) is alive.
+// It reads the state without consuming anything and without the
+// connection's read lock, so a goroutine blocked reading c is no obstacle.
+func connReset(c net.Conn) bool {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	const tcpClose = 7 // TCP_CLOSE in include/net/tcp_states.h
+	closed := false
+	_ = rc.Control(func(fd uintptr) {
+		var info [8]byte // struct tcp_info begins with u8 tcpi_state
+		size := uint32(len(info))
+		_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+		closed = e == 0 && info[0] == tcpClose
+	})
+	return closed
+}

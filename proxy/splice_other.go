@@ -26,3 +26,6 @@ func (s *splicer) step() (int64, bool, error) { return 0, false, errSpliceUnsupp
 func (s *splicer) release() {}
 
 const spliceSupported = false
+
+// connReset is false where the TCP state cannot be read.
+func connReset(net.Conn) bool { return false }

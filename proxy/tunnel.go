@@ -53,6 +53,7 @@ type tunnel struct {
 	up, down       int64 // bytes each way; each written by its own direction
 	upErr, downErr error
 	ended          atomic.Int32
+	unreserved     bool // the limits no longer count it (Server.mu)
 	aborted        atomic.Bool
 	endReason      atomic.Pointer[string]
 	lastActive     atomic.Int64 // unix nanoseconds; kept only with an idle timeout
