@@ -180,4 +180,3 @@ func Compile(c *Config) (*policy.Policy, error) {
 	}
 	return p, nil
 }
-
