@@ -10,6 +10,8 @@
 #  - with dns.admit_learned_addresses, a CONNECT to an IP literal is refused
 #    (ip-literal) until the filter hands that address out for an allowed name,
 #    then admitted (to a loopback echo server);
+#  - a config reload (the file gains `mode: learn`) switches the filter to
+#    learn mode: example.com is then answered and logged as "would deny";
 #  - SIGTERM stops the server cleanly.
 # Loopback only; every wait is bounded; everything started is stopped.
 set -euo pipefail
@@ -156,6 +158,20 @@ for _ in $(seq 1 50); do grep -q '"host":"example.com"' "$TMP/serve.log" && brea
 grep '"host":"example.com"' "$TMP/serve.log" | grep '"component":"dns"' | grep '"qtype":"A"' |
   grep -q '"reason":"not-in-allowlist"' || fail "no refusal log line for example.com"
 say "refusal logged"
+
+echo 'mode: learn' >>"$TMP/arcfence.yaml"
+kill -HUP "$SERVE_PID" # the file watch reloads too; SIGHUP makes it certain
+learned=""
+for _ in $(seq 1 100); do
+  out=$(q example.com A) || true
+  if echo "$out" | grep -q 'status: NOERROR'; then learned=1; break; fi
+  sleep 0.1
+done
+[ -n "$learned" ] || fail "after the reload to learn mode example.com is still refused: $(echo "$out" | grep status)"
+echo "$out" | grep -Eq 'IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' || fail "learn mode: example.com not answered from the upstream"
+for _ in $(seq 1 50); do grep -q '"msg":"would deny"' "$TMP/serve.log" && break; sleep 0.1; done
+grep '"msg":"would deny"' "$TMP/serve.log" | grep -q '"component":"dns"' || fail "no would-deny line for the DNS filter"
+say "reload to learn mode: example.com answered, logged as would deny"
 
 kill -TERM "$SERVE_PID"
 for _ in $(seq 1 150); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
