@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/arcfence/arcfence/internal/audit"
+	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
 )
 
@@ -59,22 +59,14 @@ type Server struct {
 	once    sync.Once
 }
 
-// ParseClients parses admin.clients: CIDRs or single addresses.
+// ParseClients parses admin.clients: CIDRs or single addresses, with the
+// parser the rest of the config uses (config.ParsePrefix).
 func ParseClients(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("admin.clients: %q is neither a CIDR (10.0.0.0/8) nor an address (10.0.0.5)", s)
-		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	p, err := config.ParsePrefixes(list)
+	if err != nil {
+		return nil, fmt.Errorf("admin.clients: %w", err)
 	}
-	return out, nil
+	return p, nil
 }
 
 // New binds o.Listen and serves on it in a goroutine of its own until
