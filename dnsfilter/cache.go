@@ -14,6 +14,11 @@ const (
 	maxNegativeTTL = 3 * 3600
 )
 
+// maxCachedAnswer is the largest answer cached, in bytes: with cache_size
+// entries the cache holds at most cache_size × 8 KiB of answers (TCP
+// answers may reach 64 KiB; Arc's are a few hundred bytes).
+const maxCachedAnswer = 8192
+
 // Cache key flag bits: answers differ by whether the client spoke EDNS
 // (the OPT record is in the answer or not), the DO bit and the CD bit.
 const (

@@ -474,6 +474,28 @@ func TestCache(t *testing.T) {
 	}
 }
 
+// TestCacheSkipsHugeAnswers: answers over maxCachedAnswer bytes are not
+// cached, so cache_size bounds the cache's memory.
+func TestCacheSkipsHugeAnswers(t *testing.T) {
+	e := startFilter(t, Options{CacheSize: 100})
+	for i := 0; i < 2; i++ {
+		r := ask(t, e.f.Addr(), "tcp", question(nameHuge, dns.TypeA, true))
+		if len(r.Answer) != 700 {
+			t.Fatalf("huge answer: %d records", len(r.Answer))
+		}
+	}
+	if n := e.stub.count(nameHuge, dns.TypeA, "tcp"); n != 2 {
+		t.Errorf("upstream TCP queries %d, want 2 (not cached)", n)
+	}
+	// The 120-record answer (about 2 KB) is cached.
+	for i := 0; i < 2; i++ {
+		ask(t, e.f.Addr(), "tcp", question(nameBig, dns.TypeA, true))
+	}
+	if n := e.stub.count(nameBig, dns.TypeA, "tcp"); n != 1 {
+		t.Errorf("big answer: upstream TCP queries %d, want 1", n)
+	}
+}
+
 func TestCacheBounded(t *testing.T) {
 	c := newAnswerCache(2)
 	for i, n := range []string{"a", "b", "c"} {

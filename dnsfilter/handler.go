@@ -221,7 +221,7 @@ func (f *Filter) toWire(q *query, resp *dns.Msg, name string, now int64) *wireAn
 	}
 	e := &wireAnswer{wire: wire, stored: now}
 	ttl := cacheTTL(resp)
-	if f.cache != nil && ttl > 0 {
+	if f.cache != nil && ttl > 0 && len(wire) <= maxCachedAnswer {
 		offs, ttls, ok := ttlOffsets(wire)
 		if ok {
 			e.ttlOff, e.ttl = offs, ttls

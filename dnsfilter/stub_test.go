@@ -27,6 +27,7 @@ const (
 	nameEdge     = "edge.cloudapp.example.net."
 	nameTXT      = "txt.his.arc.azure.com."
 	nameBig      = "big.his.arc.azure.com."
+	nameHuge     = "huge.his.arc.azure.com." // 700 A records: over maxCachedAnswer
 	nameSlow     = "slow.his.arc.azure.com."
 	nameServfail = "servfail.his.arc.azure.com."
 	nameNX       = "nx.his.arc.azure.com."
@@ -124,8 +125,12 @@ func (s *stub) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		m.Extra = append(m.Extra, o)
 	case nameTXT:
 		m.Answer = append(m.Answer, mustRR(q.Name+` 60 IN TXT "v=arc" "second string"`))
-	case nameBig:
-		for i := 0; i < bigCount; i++ {
+	case nameBig, nameHuge:
+		n := bigCount
+		if strings.EqualFold(q.Name, nameHuge) {
+			n = 700
+		}
+		for i := 0; i < n; i++ {
 			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
 				A: net.IPv4(10, 0, byte(i/250), byte(i%250+1))})
 		}

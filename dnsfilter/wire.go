@@ -133,7 +133,7 @@ func (f *Filter) fastWire(q *query, b []byte, key cacheKey, allowed bool, now in
 			ttl = soaTTL
 		}
 	}
-	if f.cache != nil && ttl > 0 {
+	if f.cache != nil && ttl > 0 && len(out) <= maxCachedAnswer {
 		e.ttlOff, e.ttl = offs, ttls
 		e.exp = now + int64(ttl)*1e9
 		f.cache.put(key, e)
