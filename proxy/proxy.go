@@ -296,11 +296,16 @@ func (s *Server) reserve(st *settings, client netip.Addr) bool {
 
 // reapLocked aborts the tunnels (of client, or every client when all is
 // set) whose client connection is closed by a reset, and releases their
-// reservations at once. It returns how many it released.
+// reservations (and those of tunnels already aborted) at once. It returns
+// how many it released.
 func (s *Server) reapLocked(client netip.Addr, all bool) int {
 	n := 0
 	for t := range s.tunnels {
-		if t.unreserved || (!all && t.clientIP != client) || !connReset(t.client) {
+		if t.unreserved || (!all && t.clientIP != client) {
+			continue
+		}
+		// Aborted tunnels (closed, about to be released) count as gone too.
+		if !t.aborted.Load() && !connReset(t.client) {
 			continue
 		}
 		t.abort(true, "client gone")
