@@ -75,6 +75,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no-offerings.yaml", `offerings: none selected and no allow entries`},
 		{"bad-data-mode.yaml", `data_services.mode: unknown mode "hybrid"; expected direct or indirect`},
 		{"not-yaml.yaml", `config file testdata/config/not-yaml.yaml`},
+		{"dns-upstream-name.yaml", `dns.upstream: "dns.corp.example:53" is not IP:port`},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

@@ -98,7 +98,9 @@ func (c *Config) Validate() error {
 	}
 	hostPort("dns.listen", c.DNS.Listen, true)
 	for _, u := range c.DNS.Upstream {
-		hostPort("dns.upstream", u, false)
+		if ap, err := netip.ParseAddrPort(u); err != nil || ap.Port() == 0 {
+			bad("dns.upstream: %q is not IP:port (e.g. 10.0.0.2:53 or [fd00::53]:53); upstreams are addresses so the filter never needs DNS to find DNS", u)
+		}
 	}
 	oneOf("dns.deny_rcode", c.DNS.DenyRcode, "nxdomain", "refused")
 	if c.DNS.CacheSize < 0 {
