@@ -930,3 +930,27 @@ func TestParseConnectHead(t *testing.T) {
 		}
 	}
 }
+
+// TestSNIForIPTarget: a tunnel to an IP address (admitted by an address
+// entry) takes a ClientHello naming an allowed name, not another name.
+func TestSNIForIPTarget(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, func(c *config.Config) { c.Allow = append(c.Allow, "127.0.0.14:443") })
+	e.tlsOrigin("raw.arcfence.test", protoHandler())
+	for _, tc := range []struct {
+		sni string
+		ok  bool
+	}{{"management.azure.com", true}, {"evil.example", false}, {"", true}} {
+		c := e.tunnel("127.0.0.14:443")
+		tc2 := tls.Client(c, &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true})
+		err := tc2.Handshake()
+		if tc.ok && err != nil {
+			t.Errorf("SNI %q: %v", tc.sni, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "access denied")) {
+			t.Errorf("SNI %q: %v, want access denied", tc.sni, err)
+		}
+		_ = tc2.Close()
+	}
+	e.logs.find(t, map[string]any{"msg": "denied", "host": "127.0.0.14", "reason": "sni-mismatch"})
+}
