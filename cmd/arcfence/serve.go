@@ -110,6 +110,7 @@ func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
 		return err
 	}
 	d.ready.Loaded(admin.Hash(cfg), time.Now())
+	warnFileLimit(log, cfg.Limits.MaxTunnels)
 	log.Info().Str("listen", cfg.Listen).Str("tls_listen", cfg.TLS.Listen).Str("dns_listen", cfg.DNS.Listen).
 		Str("admin_listen", cfg.Admin.Listen).Str("mode", cfg.Mode).Strs("offerings", pol.Selected()).
 		Strs("regions", pol.Regions()).Int("rules", len(pol.Rules())).Str("config", l.File()).
@@ -233,6 +234,21 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 		}})
 	}
 	return nil
+}
+
+// warnFileLimit warns when the open-files limit cannot hold max_tunnels
+// tunnels (two descriptors each): the excess would fail at accept instead
+// of getting a clear 429. (Go raises the soft limit to the hard one.)
+func warnFileLimit(log zerolog.Logger, maxTunnels int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || maxTunnels <= 0 {
+		return
+	}
+	if need := uint64(2*maxTunnels + 256); rl.Cur < need {
+		log.Warn().Uint64("open_files_limit", rl.Cur).Int("max_tunnels", maxTunnels).
+			Uint64("needed", need).
+			Str("msg", "the open-files limit is below 2 x limits.max_tunnels; raise it (LimitNOFILE=) or lower limits.max_tunnels").Send()
+	}
 }
 
 // listen binds a TCP listener, saying which key to change when the
