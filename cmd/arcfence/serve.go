@@ -95,6 +95,7 @@ func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("log.level: %w", err)
 	}
+	fitFileLimit(log, cfg)
 	d := &daemon{loader: l, log: log, m: metrics.New()}
 	d.pol.Store(pol)
 	d.cfg.Store(cfg)
@@ -110,7 +111,6 @@ func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
 		return err
 	}
 	d.ready.Loaded(admin.Hash(cfg), time.Now())
-	warnFileLimit(log, cfg.Limits.MaxTunnels)
 	log.Info().Str("listen", cfg.Listen).Str("tls_listen", cfg.TLS.Listen).Str("dns_listen", cfg.DNS.Listen).
 		Str("admin_listen", cfg.Admin.Listen).Str("mode", cfg.Mode).Strs("offerings", pol.Selected()).
 		Strs("regions", pol.Regions()).Int("rules", len(pol.Rules())).Str("config", l.File()).
@@ -236,18 +236,22 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 	return nil
 }
 
-// warnFileLimit warns when the open-files limit cannot hold max_tunnels
-// tunnels (two descriptors each): the excess would fail at accept instead
-// of getting a clear 429. (Go raises the soft limit to the hard one.)
-func warnFileLimit(log zerolog.Logger, maxTunnels int) {
+// fitFileLimit lowers limits.max_tunnels (for this run, with a warning)
+// when the open-files limit cannot hold that many tunnels at two
+// descriptors each: the excess then gets a clear 429 instead of failing at
+// accept. (Go raises the soft limit to the hard one at start.)
+func fitFileLimit(log zerolog.Logger, cfg *config.Config) {
 	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || maxTunnels <= 0 {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || cfg.Limits.MaxTunnels <= 0 {
 		return
 	}
-	if need := uint64(2*maxTunnels + 256); rl.Cur < need {
-		log.Warn().Uint64("open_files_limit", rl.Cur).Int("max_tunnels", maxTunnels).
-			Uint64("needed", need).
-			Str("msg", "the open-files limit is below 2 x limits.max_tunnels; raise it (LimitNOFILE=) or lower limits.max_tunnels").Send()
+	const reserve = 256 // listeners, DNS, admin, dials in progress, logs
+	if need := uint64(2*cfg.Limits.MaxTunnels + reserve); rl.Cur < need && rl.Cur > 2*reserve {
+		fit := int((rl.Cur - reserve) / 2)
+		log.Warn().Uint64("open_files_limit", rl.Cur).Int("max_tunnels", cfg.Limits.MaxTunnels).
+			Int("max_tunnels_used", fit).
+			Str("msg", "the open-files limit is below 2 x limits.max_tunnels: using a lower max_tunnels; raise the limit (LimitNOFILE=) to use yours").Send()
+		cfg.Limits.MaxTunnels = fit
 	}
 }
 
@@ -324,6 +328,7 @@ func (d *daemon) reload(why string) {
 		pol, err = config.Compile(cfg)
 	}
 	if err == nil {
+		fitFileLimit(d.log, cfg)
 		for _, h := range d.reloads {
 			if err = h(cfg, pol); err != nil {
 				break
