@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/arcfence/arcfence/internal/suggest"
 )
 
 // azureRegions are the public Azure region names (az account list-locations),
@@ -46,52 +48,14 @@ func knownRegion(r string) bool {
 }
 
 // closeRegions returns up to three known regions nearest to r by edit
-// distance (or sharing its prefix), for error messages.
+// distance (a shared prefix counts as close), for error messages.
 func closeRegions(r string) []string {
-	type cand struct {
-		name string
-		d    int
-	}
-	var cs []cand
-	for _, n := range azureRegions {
-		d := editDistance(r, n)
-		if strings.HasPrefix(n, r) || strings.HasPrefix(r, n) {
+	dist := func(a, b string) int {
+		d := suggest.Distance(a, b)
+		if strings.HasPrefix(b, a) || strings.HasPrefix(a, b) {
 			d = min(d, 2)
 		}
-		if d <= max(2, len(r)/3) {
-			cs = append(cs, cand{n, d})
-		}
+		return d
 	}
-	sort.SliceStable(cs, func(i, j int) bool {
-		if cs[i].d != cs[j].d {
-			return cs[i].d < cs[j].d
-		}
-		return cs[i].name < cs[j].name
-	})
-	var out []string
-	for i := 0; i < len(cs) && i < 3; i++ {
-		out = append(out, cs[i].name)
-	}
-	return out
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Nearest(r, azureRegions, max(2, len(r)/3), 3, dist)
 }

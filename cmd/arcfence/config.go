@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/internal/suggest"
 )
 
 // flagKeys maps command-line flags to the config keys they set.
@@ -205,33 +206,14 @@ func unknownKeys(v *viper.Viper, known map[string]bool) error {
 
 // nearest returns the known key closest to k, if it is close.
 func nearest(k string, known map[string]bool) string {
-	best, bestD := "", 4
+	keys := make([]string, 0, len(known))
 	for c := range known {
-		if d := levenshtein(k, c); d < bestD || d == bestD && c < best {
-			best, bestD = c, d
-		}
+		keys = append(keys, c)
 	}
-	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	if n := suggest.Nearest(k, keys, 3, 1, nil); len(n) > 0 {
+		return n[0]
 	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }
 
 // durationHook refuses bare numbers for durations: "10" would silently
