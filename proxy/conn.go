@@ -74,7 +74,9 @@ var (
 
 func (c *clientConn) Write(p []byte) (int, error) {
 	c.pending.Store(0)
+	n, err := c.Conn.Write(p)
 	if len(p) > 12 && p[9] == '4' {
+		// Logged after the answer went out, so a slow log cannot hold it.
 		switch {
 		case bytes.HasPrefix(p, netHTTP431):
 			c.badRequest(http.StatusRequestHeaderFieldsTooLarge)
@@ -82,7 +84,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 			c.badRequest(http.StatusBadRequest)
 		}
 	}
-	return c.Conn.Write(p)
+	return n, err
 }
 
 // badRequest logs a request refused before it could be decided.

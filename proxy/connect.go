@@ -96,11 +96,13 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 func (s *Server) dialFailed(w http.ResponseWriter, client netip.Addr, d policy.Decision, err error) {
 	var ge *guardError
 	if errors.As(err, &ge) {
-		s.refused(client, d.Host, d.Port, policy.PrivateAddress, false)
 		writeDeny(w, d.Host, d.Port, policy.PrivateAddress)
+		s.refused(client, d.Host, d.Port, policy.PrivateAddress, false)
 		return
 	}
 	code := statusOf(err)
+	// Answer first: a slow log writer must not hold the client's answer.
+	writeDialError(w, err)
 	if e := s.log.Info(); e.Enabled() {
 		e.Str(fieldComponent, audit.ComponentProxy).
 			Str(audit.FieldClient, client.String()).
@@ -110,7 +112,6 @@ func (s *Server) dialFailed(w http.ResponseWriter, client netip.Addr, d policy.D
 			Str(fieldError, err.Error()).
 			Str(fieldMsg, "dial failed").Send()
 	}
-	writeDialError(w, err)
 }
 
 // response503 answers a connection taken over while the server shuts down.

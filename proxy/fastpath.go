@@ -153,6 +153,9 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 			end = max(0, n-k-3) + i + 4
 			break
 		}
+		if bareLF(buf[:n]) {
+			break // LF-only line endings: net/http's to judge
+		}
 		if err != nil {
 			s.fastTrack(c, false)
 			if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -216,6 +219,16 @@ func (s *Server) fastTrack(c net.Conn, on bool) {
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
+
+// bareLF reports whether b holds a '\n' not preceded by '\r'.
+func bareLF(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
+}
 
 // parseConnectHead accepts exactly a simple CONNECT head, a strict subset
 // of what net/http accepts: "CONNECT host:port HTTP/1.x" with a host of
@@ -302,6 +315,9 @@ func simpleAuthority(a []byte, needPort bool) bool {
 			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 				return false
 			}
+		}
+		if ip, err := netip.ParseAddr(string(a[1:end])); err != nil || !ip.Is6() {
+			return false // "[]", "[1.2.3.4]": net/http's to judge
 		}
 		host, port = a[:end+1], a[end+1:]
 		if len(port) > 0 {

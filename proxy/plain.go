@@ -65,7 +65,7 @@ var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-A
 func removeHopByHop(h http.Header, keepUpgrade bool) {
 	for _, v := range h.Values("Connection") {
 		for _, f := range strings.Split(v, ",") {
-			if f = textprotoTrim(f); f != "" && !(keepUpgrade && strings.EqualFold(f, "upgrade")) {
+			if f = strings.TrimSpace(f); f != "" && !(keepUpgrade && strings.EqualFold(f, "upgrade")) {
 				h.Del(f)
 			}
 		}
@@ -81,14 +81,15 @@ func removeHopByHop(h http.Header, keepUpgrade bool) {
 	}
 }
 
-func textprotoTrim(s string) string { return strings.TrimSpace(s) }
-
 // plainKey carries the decision of a plain request to the transport's dialer.
 type plainKey struct{}
 
 type plainDest struct {
 	st  *settings
 	dec policy.Decision
+	// failed is the transport error answered with 502/504, logged by
+	// servePlain once the answer is written.
+	failed error
 }
 
 // servePlain decides an absolute-form request and forwards it, or relays it
@@ -135,16 +136,26 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 		s.serveUpgrade(w, r, st, client, d)
 		return
 	}
-	ctx := context.WithValue(r.Context(), plainKey{}, &plainDest{st: st, dec: d})
-	s.gp.ServeHTTP(w, r.WithContext(ctx))
+	pd := &plainDest{st: st, dec: d}
+	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
+	if pd.failed != nil {
+		if e := s.log.Info(); e.Enabled() {
+			e.Str(fieldComponent, "proxy").Str("client", client.String()).Str("host", d.Host).
+				Int("port", d.Port).Int(fieldStatus, statusOf(pd.failed)).Str(fieldError, pd.failed.Error()).
+				Str(fieldMsg, "forward failed").Send()
+		}
+	}
 }
 
 // cleanPath is the path the policy checks: dot segments resolved as the
 // origin will resolve them, so "/pkiops/certs/../x" is checked as "/x".
+// Backslashes count as slashes, as IIS and other Windows-hosted origins
+// read them ("/pkiops/certs/..\\x" is "/x" too).
 func cleanPath(p string) string {
 	if p == "" {
 		return "/"
 	}
+	p = strings.ReplaceAll(p, "\\", "/")
 	c := path.Clean(p)
 	if strings.HasSuffix(p, "/") && c != "/" {
 		c += "/"
@@ -180,11 +191,7 @@ func (s *Server) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Respon
 		return resp, nil
 	}
 	if pd != nil {
-		if e := s.log.Info(); e.Enabled() {
-			e.Str(fieldComponent, "proxy").Str("client", client.String()).Str("host", pd.dec.Host).
-				Int("port", pd.dec.Port).Int(fieldStatus, statusOf(err)).Str(fieldError, err.Error()).
-				Str(fieldMsg, "forward failed").Send()
-		}
+		pd.failed = err // logged once the answer is out
 	}
 	return textResponse(req, statusOf(err), "arcfence: "+err.Error()+"\n"), nil
 }

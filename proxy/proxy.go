@@ -134,6 +134,9 @@ func New(opts Options) (*Server, error) {
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,
+		// An origin that accepts and never answers gets 504 after the dial
+		// timeout (the one at New: the transport is not rebuilt on reload).
+		ResponseHeaderTimeout: st.dialTO,
 	}
 	s.rt = goproxy.RoundTripperFunc(s.roundTrip)
 	s.gp = newGoproxy(s)

@@ -5,8 +5,10 @@ package proxy
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -114,7 +116,20 @@ type splicer struct {
 	moved  bool  // anything moved yet
 
 	drainFn, pumpFn func(uintptr) bool
+
+	dstConn *net.TCPConn  // set by writeTimeout
+	writeTO time.Duration // bound on one pump; 0 = none
+	pumpTO  bool          // the last pump hit writeTO
 }
+
+// writeTimeout bounds each pump into dst to d.
+func (s *splicer) writeTimeout(dst *net.TCPConn, d time.Duration) {
+	s.dstConn, s.writeTO = dst, d
+}
+
+// writeTimedOut reports whether the last step failed because the
+// destination took nothing for the write timeout.
+func (s *splicer) writeTimedOut() bool { return s.pumpTO }
 
 func newSplicer(pool *pipePool, src, dst *net.TCPConn) (*splicer, error) {
 	rs, err := src.SyscallConn()
@@ -199,7 +214,11 @@ func (s *splicer) step() (moved int64, eof bool, err error) {
 		return 0, true, nil
 	}
 	s.inPipe, s.n = s.n, 0
+	if s.writeTO > 0 {
+		_ = s.dstConn.SetWriteDeadline(time.Now().Add(s.writeTO))
+	}
 	err = s.dst.Write(s.pumpFn)
+	s.pumpTO = s.writeTO > 0 && errors.Is(err, os.ErrDeadlineExceeded)
 	moved = int64(s.n)
 	s.moved = true
 	if err == nil {

@@ -5,6 +5,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"time"
 )
 
 // pipePool is a stub where splice(2) does not exist.
@@ -24,6 +25,10 @@ func newSplicer(*pipePool, *net.TCPConn, *net.TCPConn) (*splicer, error) {
 func (s *splicer) step() (int64, bool, error) { return 0, false, errSpliceUnsupported }
 
 func (s *splicer) release() {}
+
+func (s *splicer) writeTimeout(*net.TCPConn, time.Duration) {}
+
+func (s *splicer) writeTimedOut() bool { return false }
 
 const spliceSupported = false
 

@@ -49,6 +49,7 @@ type tunnel struct {
 	toOrigin, toClient []byte
 	inspect            bool // run the ClientHello check on the client's first bytes
 	start              time.Time
+	dur                time.Duration // set by release
 
 	up, down       int64 // bytes each way; each written by its own direction
 	upErr, downErr error
@@ -72,7 +73,6 @@ func (t *tunnel) run() {
 }
 
 func (t *tunnel) upward() {
-	defer t.s.wg.Done()
 	var n int64
 	var err error
 	if t.inspect {
@@ -89,11 +89,10 @@ func (t *tunnel) upward() {
 		n += k
 	}
 	t.up, t.upErr = n, err
-	t.end(true, err)
+	t.finish(t.end(true, err))
 }
 
 func (t *tunnel) downward() {
-	defer t.s.wg.Done()
 	var n int64
 	var err error
 	if len(t.toClient) > 0 {
@@ -108,12 +107,22 @@ func (t *tunnel) downward() {
 		n += k
 	}
 	t.down, t.downErr = n, err
-	t.end(false, err)
+	t.finish(t.end(false, err))
+}
+
+// finish ends a direction's goroutine: it is done for Shutdown before the
+// close line is written, so a stuck log writer cannot hold a shutdown.
+func (t *tunnel) finish(last bool) {
+	t.s.wg.Done()
+	if last {
+		t.logClose()
+	}
 }
 
 // end finishes one direction: a clean EOF is propagated as a half-close,
-// an error closes the whole tunnel. The second direction to end releases it.
-func (t *tunnel) end(up bool, err error) {
+// an error closes the whole tunnel. The second direction to end releases
+// it and gets true (it then writes the close line).
+func (t *tunnel) end(up bool, err error) bool {
 	last := t.ended.Load() == 1
 	if err == nil && !last {
 		// (The last direction skips it: release closes both sockets at
@@ -128,7 +137,9 @@ func (t *tunnel) end(up bool, err error) {
 	}
 	if t.ended.Add(1) == 2 {
 		t.release()
+		return true
 	}
+	return false
 }
 
 // abort closes both connections, with a reset (RST) when reset is true so
@@ -151,13 +162,18 @@ func (t *tunnel) abort(reset bool, why string) {
 	_ = t.origin.Close()
 }
 
-// release closes what is left, untracks the tunnel and writes its close line.
+// release closes what is left and untracks the tunnel.
 func (t *tunnel) release() {
 	_ = t.client.Close()
 	_ = t.origin.Close()
-	d := time.Since(t.start)
+	t.dur = time.Since(t.start)
 	t.s.untrack(t)
-	t.s.m.tunnelClosed(d)
+	t.s.m.tunnelClosed(t.dur)
+}
+
+// logClose writes the tunnel's close line.
+func (t *tunnel) logClose() {
+	d := t.dur
 	var e = t.s.log.Debug()
 	if t.st.tunnelsInfo {
 		e = t.s.log.Info()
@@ -215,6 +231,11 @@ func (t *tunnel) relaySplice(dst, src *net.TCPConn, up bool) (int64, error) {
 	}
 	defer sp.release()
 	idle := t.st.idleTO
+	if idle > 0 {
+		// A destination that takes no bytes for the idle time (a client gone
+		// without FIN or RST while the origin sends) ends the tunnel too.
+		sp.writeTimeout(dst, idle)
+	}
 	// Bytes reach the shared counter in batches: one atomic update per
 	// chunk from every tunnel would contend on one cache line.
 	var n, unflushed int64
@@ -241,6 +262,9 @@ func (t *tunnel) relaySplice(dst, src *net.TCPConn, up bool) (int64, error) {
 			continue
 		case err == errSpliceUnsupported && n == 0:
 			return 0, err
+		case idle > 0 && sp.writeTimedOut():
+			t.abort(false, errIdle.Error())
+			return n, errIdle
 		case idle > 0 && errors.Is(err, os.ErrDeadlineExceeded):
 			if time.Since(time.Unix(0, t.lastActive.Load())) < idle {
 				continue
@@ -264,6 +288,9 @@ func (t *tunnel) relayGeneric(dst, src net.Conn, up bool) (int64, error) {
 		}
 		k, rerr := src.Read(buf)
 		if k > 0 {
+			if idle > 0 {
+				_ = dst.SetWriteDeadline(time.Now().Add(idle))
+			}
 			w, werr := dst.Write(buf[:k])
 			n += int64(w)
 			t.s.m.addBytes(up, int64(w))
@@ -271,6 +298,10 @@ func (t *tunnel) relayGeneric(dst, src net.Conn, up bool) (int64, error) {
 				t.lastActive.Store(time.Now().UnixNano())
 			}
 			if werr != nil {
+				if idle > 0 && errors.Is(werr, os.ErrDeadlineExceeded) {
+					t.abort(false, errIdle.Error())
+					return n, errIdle
+				}
 				return n, werr
 			}
 		}
@@ -347,8 +378,17 @@ func (t *tunnel) checkHello() (int64, error) {
 			}
 			b = append(make([]byte, 0, min(2*cap(b), maxHelloBytes)), b...)
 		}
+		idle := t.st.idleTO > 0 && !timed
+		if idle {
+			// No first bytes yet and no hello deadline: the idle timeout
+			// still bounds the wait (the other direction may be the active one).
+			_ = c.SetReadDeadline(time.Unix(0, t.lastActive.Load()).Add(t.st.idleTO))
+		}
 		k, err := c.Read(b[len(b):cap(b)])
 		b = b[:len(b)+k]
+		if k > 0 && t.st.idleTO > 0 {
+			t.lastActive.Store(time.Now().UnixNano())
+		}
 		if err == nil {
 			continue
 		}
@@ -357,12 +397,19 @@ func (t *tunnel) checkHello() (int64, error) {
 			break
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if idle {
+				if time.Since(time.Unix(0, t.lastActive.Load())) < t.st.idleTO {
+					continue
+				}
+				t.abort(false, errIdle.Error())
+				return 0, errIdle
+			}
 			t.abort(false, errHelloTO.Error())
 			return 0, errHelloTO
 		}
 		return 0, err
 	}
-	if timed {
+	if timed || t.st.idleTO > 0 {
 		_ = c.SetReadDeadline(time.Time{})
 	}
 	if !eof || len(b) > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -322,7 +323,11 @@ func (d *daemon) run(ctx context.Context) error {
 // paths, and applies it. A failure keeps the running configuration; it is
 // logged at error level and shown by /readyz and the reload metrics.
 func (d *daemon) reload(why string) {
-	cfg, err := d.loader.Load()
+	var cfg *config.Config
+	err := emptyFile(d.loader.File())
+	if err == nil {
+		cfg, err = d.loader.Load()
+	}
 	var pol *policy.Policy
 	if err == nil {
 		pol, err = config.Compile(cfg)
@@ -348,6 +353,25 @@ func (d *daemon) reload(why string) {
 	d.cfg.Store(cfg)
 	d.log.Info().Str("trigger", why).Str("hash", hash).Int("rules", len(pol.Rules())).
 		Str("mode", cfg.Mode).Str("msg", "config reloaded").Send()
+}
+
+// emptyFile refuses a config file with nothing but blanks and comments: at
+// reload that is a file caught half-written (truncated), not a wish for
+// every default.
+func emptyFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil // Load reports it, naming the file
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+			return nil
+		}
+	}
+	return fmt.Errorf("config file %s is empty (truncated while being written?); the running configuration stays", path)
 }
 
 // watch reports changes of the config file. It watches the file's
