@@ -47,6 +47,14 @@ func (s *Server) dialOrigin(ctx context.Context, st *settings, d policy.Decision
 	} else {
 		addrs, err = st.resolver.LookupNetIP(ctx, "ip", d.Host)
 		if err != nil {
+			var de *net.DNSError
+			if st.resolverAddr != "" && errors.As(err, &de) {
+				// Go's resolver names resolv.conf's server even when the
+				// query went to the configured one.
+				named := *de
+				named.Server = st.resolverAddr
+				err = &named
+			}
 			return nil, &dialError{host: d.Host, port: d.Port, err: err}
 		}
 		if len(addrs) == 0 {

@@ -76,6 +76,8 @@ type daemon struct {
 
 	components []component
 	reloads    []reloadHook
+	// cleanups release what build bound, when a later step of build fails.
+	cleanups []func()
 }
 
 // runServe loads, compiles and starts everything, then runs until ctx is
@@ -109,6 +111,9 @@ func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
 	defer d.audit.Close()
 
 	if err := d.build(cfg, pol); err != nil {
+		for i := len(d.cleanups) - 1; i >= 0; i-- {
+			d.cleanups[i]()
+		}
 		return err
 	}
 	d.ready.Loaded(admin.Hash(cfg), time.Now())
@@ -134,6 +139,11 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 			return fmt.Errorf("dns.listen %s: %w", cfg.DNS.Listen, err)
 		}
 		learned = f
+		d.cleanups = append(d.cleanups, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = f.Shutdown(ctx)
+		})
 		d.ready.Expect("dns")
 		d.components = append(d.components, component{name: "dns", run: func(ctx context.Context) error {
 			d.ready.ListenerUp("dns")
@@ -296,14 +306,35 @@ func (d *daemon) run(ctx context.Context) error {
 	changed, stopWatch := d.watch()
 	defer stopWatch()
 
+	// A reload reads and compiles off this loop (a read can block: a FIFO,
+	// a stale network mount), one at a time; a trigger during one is kept
+	// and runs after it. Stopping never waits for a reload.
+	prepared := make(chan preparedConfig, 1)
+	running, pending := false, ""
+	start := func(why string) {
+		if running {
+			pending = why
+			return
+		}
+		running = true
+		go func() { prepared <- d.prepare(why) }()
+	}
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			d.reload("SIGHUP")
+			start("SIGHUP")
 		case <-changed:
-			d.reload("file changed")
+			start("file changed")
+		case p := <-prepared:
+			running = false
+			d.apply(p)
+			if pending != "" {
+				why := pending
+				pending = ""
+				start(why)
+			}
 		}
 	}
 	d.log.Info().Str("msg", "arcfence stopping").Send()
@@ -319,23 +350,41 @@ func (d *daemon) run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reload loads and compiles the configuration again, off the serving
-// paths, and applies it. A failure keeps the running configuration; it is
-// logged at error level and shown by /readyz and the reload metrics.
-func (d *daemon) reload(why string) {
-	var cfg *config.Config
-	err := emptyFile(d.loader.File())
-	if err == nil {
-		cfg, err = d.loader.Load()
+// preparedConfig is a configuration read and compiled for a reload.
+type preparedConfig struct {
+	why string
+	cfg *config.Config
+	pol *policy.Policy
+	err error
+}
+
+// prepare reads and compiles the configuration for a reload. It runs on a
+// goroutine of its own and touches nothing that serves.
+func (d *daemon) prepare(why string) preparedConfig {
+	p := preparedConfig{why: why}
+	p.err = checkConfigFile(d.loader.File())
+	if p.err == nil {
+		p.cfg, p.err = d.loader.Load()
 	}
-	var pol *policy.Policy
-	if err == nil {
-		pol, err = config.Compile(cfg)
+	if p.err == nil {
+		p.pol, p.err = config.Compile(p.cfg)
 	}
+	return p
+}
+
+// reload loads, compiles and applies the configuration (tests and callers
+// that do not mind waiting).
+func (d *daemon) reload(why string) { d.apply(d.prepare(why)) }
+
+// apply swaps a prepared configuration in. A failure keeps the running
+// configuration; it is logged at error level and shown by /readyz and the
+// reload metrics.
+func (d *daemon) apply(p preparedConfig) {
+	err := p.err
 	if err == nil {
-		fitFileLimit(d.log, cfg)
+		fitFileLimit(d.log, p.cfg)
 		for _, h := range d.reloads {
-			if err = h(cfg, pol); err != nil {
+			if err = h(p.cfg, p.pol); err != nil {
 				break
 			}
 		}
@@ -343,28 +392,35 @@ func (d *daemon) reload(why string) {
 	now := time.Now()
 	if err != nil {
 		d.ready.Reloaded(err, "", now)
-		d.log.Error().Str("trigger", why).Str("error", err.Error()).
+		d.log.Error().Str("trigger", p.why).Str("error", err.Error()).
 			Str("msg", "config reload failed; the running configuration stays").Send()
 		return
 	}
-	hash := admin.Hash(cfg)
+	hash := admin.Hash(p.cfg)
 	d.ready.Reloaded(nil, hash, now)
-	d.pol.Store(pol)
-	d.cfg.Store(cfg)
-	d.log.Info().Str("trigger", why).Str("hash", hash).Int("rules", len(pol.Rules())).
-		Str("mode", cfg.Mode).Str("msg", "config reloaded").Send()
+	d.pol.Store(p.pol)
+	d.cfg.Store(p.cfg)
+	d.log.Info().Str("trigger", p.why).Str("hash", hash).Int("rules", len(p.pol.Rules())).
+		Str("mode", p.cfg.Mode).Str("msg", "config reloaded").Send()
 }
 
-// emptyFile refuses a config file with nothing but blanks and comments: at
-// reload that is a file caught half-written (truncated), not a wish for
-// every default.
-func emptyFile(path string) error {
+// checkConfigFile refuses, at reload, a config path that is not a regular
+// file (a FIFO would block the read) and a file with nothing but blanks and
+// comments (a file caught half-written, not a wish for every default).
+func checkConfigFile(path string) error {
 	if path == "" {
 		return nil
 	}
-	b, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil // Load reports it, naming the file
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("config file %s is not a regular file (%v); the running configuration stays", path, fi.Mode().Type())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
@@ -375,8 +431,11 @@ func emptyFile(path string) error {
 }
 
 // watch reports changes of the config file. It watches the file's
-// directory, as editors and config managers replace files by renaming.
-// Events are coalesced until they settle.
+// directory, as editors and config managers replace files by renaming, and
+// the directory of the file the path resolves to: a Kubernetes ConfigMap
+// volume swaps a "..data" symlink and never touches the path itself, so any
+// event that changes where the path leads counts as a change. Events are
+// coalesced until they settle.
 func (d *daemon) watch() (<-chan struct{}, func()) {
 	out := make(chan struct{}, 1)
 	file := d.loader.File()
@@ -397,6 +456,10 @@ func (d *daemon) watch() (<-chan struct{}, func()) {
 		w.Close()
 		return out, func() {}
 	}
+	resolved, _ := filepath.EvalSymlinks(abs)
+	if resolved != "" && filepath.Dir(resolved) != filepath.Dir(abs) {
+		_ = w.Add(filepath.Dir(resolved))
+	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -412,7 +475,18 @@ func (d *daemon) watch() (<-chan struct{}, func()) {
 				if !ok {
 					return
 				}
-				if filepath.Clean(ev.Name) == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+				if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) == 0 {
+					continue
+				}
+				name := filepath.Clean(ev.Name)
+				now, _ := filepath.EvalSymlinks(abs)
+				if name == abs || name == resolved || now != resolved {
+					if now != resolved {
+						if now != "" && filepath.Dir(now) != filepath.Dir(abs) {
+							_ = w.Add(filepath.Dir(now))
+						}
+						resolved = now
+					}
 					timer.Reset(reloadSettle)
 				}
 			case err, ok := <-w.Errors:
