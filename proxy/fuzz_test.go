@@ -120,10 +120,7 @@ func FuzzConnectRequest(f *testing.F) {
 		got := askProxy(t, e.addr, raw, true)
 		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
 		if perr != nil || req.Method != http.MethodConnect {
-			// net/http could not take the request: no decision, no dial.
-			if !parseFailure(got.status) {
-				t.Fatalf("net/http cannot parse %q (%v) but the proxy answered %d %q", raw, perr, got.status, got.reason)
-			}
+			unparsed(t, pol, raw, perr, got)
 			return
 		}
 		if parseFailure(got.status) {
@@ -176,9 +173,7 @@ func FuzzConnectHead(f *testing.F) {
 		got := askProxy(t, e.addr, raw, true)
 		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
 		if perr != nil || req.Method != http.MethodConnect {
-			if !parseFailure(got.status) {
-				t.Fatalf("net/http cannot parse %q (%v) but the proxy answered %d %q", raw, perr, got.status, got.reason)
-			}
+			unparsed(t, pol, raw, perr, got)
 			return
 		}
 		if parseFailure(got.status) {
@@ -186,6 +181,29 @@ func FuzzConnectHead(f *testing.F) {
 		}
 		checkVerdict(t, raw, connectVerdict(pol, req.RequestURI), got)
 	})
+}
+
+// unparsed checks the answer to a CONNECT that net/http cannot parse: it
+// must be refused without any dial, either as a parse failure (400, 431,
+// ...) or, where the CONNECT fast path took the request line, with the
+// reason Decide gives for its authority (e.g. "CONNECT []:0" is 403
+// invalid-host there, 400 in net/http: both refuse).
+func unparsed(t *testing.T, pol *policy.Policy, raw string, perr error, got fuzzAnswer) {
+	t.Helper()
+	if parseFailure(got.status) {
+		return
+	}
+	if dialed(got) {
+		t.Fatalf("net/http cannot parse %q (%v) but the proxy admitted it: %d %q", raw, perr, got.status, got.reason)
+	}
+	line, _, _ := strings.Cut(raw, "\r\n")
+	f := strings.Split(line, " ")
+	if got.status != http.StatusForbidden || len(f) != 3 {
+		t.Fatalf("net/http cannot parse %q (%v) but the proxy answered %d %q", raw, perr, got.status, got.reason)
+	}
+	if want := connectVerdict(pol, f[1]); want.Allowed() || got.reason != want.Reason.String() {
+		t.Fatalf("%q: refused with %q, Decide on the request line's authority %q says %v %s", raw, got.reason, f[1], want.Verdict, want.Reason)
+	}
 }
 
 // connectVerdict is the proxy's decision on a CONNECT authority, from the
