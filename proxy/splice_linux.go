@@ -26,8 +26,10 @@ const (
 	spliceNonblock = 0x2 // SPLICE_F_NONBLOCK
 	// maxSplice is the most one splice(2) call moves; the pipe is sized to it.
 	maxSplice = 1 << 20
-	// maxIdlePipes bounds the pipes kept for reuse.
-	maxIdlePipes = 64
+	// maxIdlePipes bounds the pipes kept for reuse. Each counts as 1 MiB
+	// against the user's pipe allowance (fs.pipe-user-pages-soft, 64 MiB by
+	// default, shared by the user's processes), so only a few are kept.
+	maxIdlePipes = 16
 )
 
 // pipe is a pipe used as splice's kernel buffer.
