@@ -414,8 +414,8 @@ func TestAdversarialCorpus(t *testing.T) {
 			echoes(t, e, c, br)
 		}},
 		{name: "http10-connect-refused", req: "CONNECT evil.example:443 HTTP/1.0\r\n\r\n", status: deny, reason: notListed, host: "evil.example", port: 443},
-		{name: "connect-lf-only-line-endings", req: "CONNECT raw.arcfence.test:443 HTTP/1.1\nHost: x\n\n", status: ok, then: echoes, bug: "the CONNECT fast path waits for CRLFCRLF: an LF-only head (accepted by net/http) gets 408 after header_timeout"},
-		{name: "connect-lf-only-refused", req: "CONNECT evil.example:443 HTTP/1.1\n\n", status: deny, reason: notListed, host: "evil.example", port: 443, bug: "the CONNECT fast path waits for CRLFCRLF: an LF-only head (accepted by net/http) gets 408 after header_timeout"},
+		{name: "connect-lf-only-line-endings", req: "CONNECT raw.arcfence.test:443 HTTP/1.1\nHost: x\n\n", status: ok, then: echoes},
+		{name: "connect-lf-only-refused", req: "CONNECT evil.example:443 HTTP/1.1\n\n", status: deny, reason: notListed, host: "evil.example", port: 443},
 		{name: "http2-version-over-http1", req: "CONNECT raw.arcfence.test:443 HTTP/2.0\r\n\r\n", status: http.StatusHTTPVersionNotSupported},
 
 		// CONNECT with a body.
@@ -482,7 +482,6 @@ func TestAdversarialCorpus(t *testing.T) {
 // path that leaves the prefix once backslashes are read as slashes, as IIS
 // and other Windows-hosted origins read them.
 func TestAdversarialPathBackslash(t *testing.T) {
-	knownBug(t, "backslash paths pass the /pkiops/certs check (IIS reads them as slashes)")
 	leakCheck(t)
 	e, _, tr, paths := advEnv(t)
 	defer tr.check(t)

@@ -52,7 +52,6 @@ func (e *env) silentOrigin(name string, port int) {
 // TestFaultOriginSilentPlain: a plain-HTTP origin that accepts and never
 // answers gets the client a 504 in bounded time, not a hang.
 func TestFaultOriginSilentPlain(t *testing.T) {
-	knownBug(t, "a plain-HTTP request to an origin that never answers hangs (no response-header timeout)")
 	leakCheck(t)
 	e := newEnv(t, func(c *config.Config) { c.Limits.DialTimeout = 300 * time.Millisecond })
 	e.silentOrigin("plain.arcfence.test", 80)
@@ -200,7 +199,6 @@ func TestFaultClientVanishes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.first == "" {
-				knownBug(t, "tunnel_idle_timeout never closes a tunnel whose client vanished before its first byte while the origin sends")
 			}
 			leakCheck(t)
 			e := newEnv(t, func(c *config.Config) { c.Limits.TunnelIdleTimeout = 300 * time.Millisecond })
@@ -417,7 +415,6 @@ func TestFaultFailingLogWriter(t *testing.T) {
 // TestFaultBlockedLogWriterDialFailure: a failed dial is answered (502)
 // even when the log destination blocks.
 func TestFaultBlockedLogWriterDialFailure(t *testing.T) {
-	knownBug(t, "with a blocked log writer a failed dial is never answered (the 'dial failed' line is written on the request path)")
 	leakCheck(t)
 	e := newEnv(t, nil)
 	w := &blockingWriter{release: make(chan struct{})}
@@ -431,7 +428,6 @@ func TestFaultBlockedLogWriterDialFailure(t *testing.T) {
 // TestFaultBlockedLogWriterShutdown: Shutdown returns once its context is
 // done even when tunnel close lines are stuck in a blocked log writer.
 func TestFaultBlockedLogWriterShutdown(t *testing.T) {
-	knownBug(t, "Shutdown waits forever for tunnel goroutines blocked writing their close line")
 	leakCheck(t)
 	e := newEnv(t, nil)
 	e.rawOrigin("raw.arcfence.test", 443, echo)
