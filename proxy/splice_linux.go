@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -42,6 +43,8 @@ type pipePool struct {
 	mu     sync.Mutex
 	free   []*pipe
 	closed bool
+	// bulk counts the directions moving bulk data right now (see splicer.bulk).
+	bulk atomic.Int32
 }
 
 func (pp *pipePool) get() (*pipe, error) {
@@ -101,19 +104,35 @@ func fcntl(fd, cmd, arg int) (int, error) {
 
 // splice moves up to n bytes from rfd to wfd without blocking. Both ends
 // are non-blocking (the sockets are, the pipe is opened O_NONBLOCK, and
-// SPLICE_F_NONBLOCK is set), so the call only costs CPU like user code; it
-// is made as a raw system call, without the runtime's syscall bookkeeping.
-// (With syscall.Splice a long splice — a 1 MiB pump takes hundreds of
-// microseconds — lets sysmon hand the P to another thread, which wakes,
-// spins and sleeps again, and the splice's return then has to get a P back:
-// futex, nanosleep and epoll calls and context switches on every chunk.)
-func splice(rfd, wfd, n int) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), spliceMove|spliceNonblock)
+// SPLICE_F_NONBLOCK is set), so the call only costs CPU like user code.
+//
+// With raw set it is a raw system call, without the runtime's syscall
+// bookkeeping: with syscall.Splice a long splice (a 1 MiB pump takes
+// hundreds of microseconds) lets sysmon hand the P to another thread, which
+// wakes, spins and sleeps again, and the splice's return has to get a P
+// back — futex, nanosleep and epoll calls and context switches on every
+// chunk. But a raw call keeps its P: when several directions move bulk data
+// at once, the others' ready goroutines (and the poller) wait behind it, and
+// 8 busy tunnels moved ~15% less. So raw is used while at most one
+// direction moves bulk data (see splicer.bulk), and for chunks too small to
+// be retaken.
+func splice(rfd, wfd, n int, raw bool) (int, error) {
+	var r uintptr
+	var e syscall.Errno
+	if raw {
+		r, _, e = syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), spliceMove|spliceNonblock)
+	} else {
+		r, _, e = syscall.Syscall6(syscall.SYS_SPLICE, uintptr(rfd), 0, uintptr(wfd), 0, uintptr(n), spliceMove|spliceNonblock)
+	}
 	if e != 0 {
 		return int(r), e
 	}
 	return int(r), nil
 }
+
+// bulkChunk is the chunk size from which a direction counts as moving bulk
+// data; smaller pumps are short enough to be raw system calls always.
+const bulkChunk = 256 << 10
 
 // splicer moves one direction of a tunnel between two TCP sockets. Its
 // callbacks are method values made once, so the loop does not allocate.
@@ -128,10 +147,13 @@ type splicer struct {
 	src, dst syscall.RawConn
 
 	pipe   *pipe
-	inPipe int   // bytes in the pipe
-	n      int   // result of the last splice
-	err    error // error of the last splice
-	moved  bool  // anything moved yet
+	inPipe int // bytes in the pipe
+	// bulk is set from a chunk of bulkChunk bytes until the source would
+	// block (or the splicer ends); pool.bulk counts the bulk splicers.
+	bulk  bool
+	n     int   // result of the last splice
+	err   error // error of the last splice
+	moved bool  // anything moved yet
 
 	drainFn, pumpFn func(uintptr) bool
 
@@ -175,7 +197,7 @@ func (s *splicer) drain(fd uintptr) bool {
 			}
 			s.pipe = p
 		}
-		n, err := splice(int(fd), s.pipe.w, maxSplice)
+		n, err := splice(int(fd), s.pipe.w, maxSplice, s.raw())
 		if err == syscall.EINTR {
 			continue
 		}
@@ -183,6 +205,7 @@ func (s *splicer) drain(fd uintptr) bool {
 			// The pipe is empty here: pump emptied it.
 			s.pool.put(s.pipe)
 			s.pipe = nil
+			s.setBulk(false)
 			return false
 		}
 		s.n, s.err = int(n), err
@@ -194,7 +217,7 @@ func (s *splicer) drain(fd uintptr) bool {
 // be writable when it is full.
 func (s *splicer) pump(fd uintptr) bool {
 	for s.inPipe > 0 {
-		n, err := splice(s.pipe.r, int(fd), s.inPipe)
+		n, err := splice(s.pipe.r, int(fd), s.inPipe, s.inPipe < bulkChunk || s.raw())
 		if err == syscall.EINTR {
 			continue
 		}
@@ -209,6 +232,29 @@ func (s *splicer) pump(fd uintptr) bool {
 		s.n += int(n)
 	}
 	return true
+}
+
+// raw reports whether a splice that may be long is made as a raw system
+// call: when no other direction moves bulk data.
+func (s *splicer) raw() bool {
+	n := s.pool.bulk.Load()
+	if s.bulk {
+		n--
+	}
+	return n <= 0
+}
+
+// setBulk marks the splicer as moving bulk data, or not.
+func (s *splicer) setBulk(on bool) {
+	if s.bulk == on {
+		return
+	}
+	s.bulk = on
+	if on {
+		s.pool.bulk.Add(1)
+	} else {
+		s.pool.bulk.Add(-1)
+	}
 }
 
 // errSpliceUnsupported means the sockets cannot be spliced; nothing was moved.
@@ -232,6 +278,9 @@ func (s *splicer) step() (moved int64, eof bool, err error) {
 		return 0, true, nil
 	}
 	s.inPipe, s.n = s.n, 0
+	if s.inPipe >= bulkChunk {
+		s.setBulk(true)
+	}
 	if s.writeTO > 0 {
 		_ = s.dstConn.SetWriteDeadline(time.Now().Add(s.writeTO))
 	}
@@ -247,6 +296,7 @@ func (s *splicer) step() (moved int64, eof bool, err error) {
 
 // release gives back or closes the pipe still held.
 func (s *splicer) release() {
+	s.setBulk(false)
 	if s.pipe == nil {
 		return
 	}
