@@ -44,7 +44,7 @@ Formats: ` + strings.Join(export.Formats(), ", ") + `.`,
 			if proxy == "" {
 				proxy = cfg.Listen
 			}
-			return export.WriteWith(cmd.OutOrStdout(), format, rules, export.Options{ProxyAddr: proxy})
+			return export.WriteWith(cmd.OutOrStdout(), format, rules, export.OptionsFor(p, proxy))
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "every catalog row, whatever the offerings")

@@ -76,6 +76,8 @@ type daemon struct {
 
 	components []component
 	reloads    []reloadHook
+	// sbChanged is signalled when servicebus.refresh saved a new allowlist.
+	sbChanged chan struct{}
 	// cleanups release what build bound, when a later step of build fails.
 	cleanups []func()
 }
@@ -244,6 +246,19 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 			return a.Close(cctx)
 		}})
 	}
+	d.sbChanged = make(chan struct{}, 1)
+	sb, err := servicebusRefresher(cfg, pol, d.log, func() {
+		select {
+		case d.sbChanged <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if sb != nil {
+		d.components = append(d.components, component{name: "servicebus", run: sb.Run})
+	}
 	return nil
 }
 
@@ -327,6 +342,8 @@ func (d *daemon) run(ctx context.Context) error {
 			start("SIGHUP")
 		case <-changed:
 			start("file changed")
+		case <-d.sbChanged:
+			start("servicebus allowlist refreshed")
 		case p := <-prepared:
 			running = false
 			d.apply(p)
