@@ -62,7 +62,16 @@ func normalize(s string) (host string, ok, ipForm bool) {
 		s = s[:n-1]
 	}
 	n := len(s)
-	if n == 0 || n > maxName {
+	if n == 0 {
+		return s, false, false
+	}
+	if n > maxName {
+		// too long for a name; an IPv6 literal with a long zone is still
+		// an address (refused by Decide as zoned), as it is in brackets
+		if strings.IndexByte(s, ':') >= 0 {
+			h, ok := normalizeIPv6(s)
+			return h, ok, ok
+		}
 		return s, false, false
 	}
 	upper := false

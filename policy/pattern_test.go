@@ -487,6 +487,10 @@ func TestNormalizeHost(t *testing.T) {
 		{"ipv6 zone with a bracket", "[::%[]", "", false},
 		// fuzz crasher (FuzzNormalizeHost/crash-zone-trailing-dot): "::%0000." then "::%0000"
 		{"ipv6 zone with a trailing dot", "[::0%0000.]", "", false},
+		// fuzz crasher (FuzzNormalizeHost/long-zone-unbracketed): over 253 bytes, an address all the same,
+		// bracketed or not (Decide refuses zoned addresses as ip-literal)
+		{"ipv6 long zone unbracketed", "::0%" + strings.Repeat("0", 256), "::%" + strings.Repeat("0", 256), true},
+		{"ipv6 long zone bracketed", "[::0%" + strings.Repeat("0", 256) + "]", "::%" + strings.Repeat("0", 256), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
