@@ -18,50 +18,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 
-NAME=e2e-40-learn
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail() {
-  echo "$NAME: FAIL: $*" >&2
-  for f in "$TMP"/learn.log "$TMP"/enforce.log; do
-    [ -f "$f" ] && { echo "--- $f (tail)" >&2; tail -n 30 "$f" >&2; }
-  done
-  exit 1
-}
-say() { echo "$NAME: $*"; }
-
-if ! command -v curl >/dev/null || ! command -v dig >/dev/null; then
-  say "installing curl and dig"
-  timeout 300 apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq curl dnsutils >/dev/null 2>&1 \
-    || fail "cannot install curl and dnsutils"
-fi
-
-# wait_line FILE PATTERN: wait (up to 20 s) for PATTERN in FILE.
-wait_line() {
-  for _ in $(seq 1 200); do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-# free_port: an unused loopback port.
-free_port() {
-  for _ in $(seq 1 50); do
-    local p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  return 1
-}
+. .ci/lib.sh
+e2e_init e2e-40-learn
+FAIL_LOGS=("$TMP/learn.log" "$TMP/enforce.log")
+need_tools curl=curl dig=dnsutils
 
 say "building"
 go build -o "$TMP/arcfence" ./cmd/arcfence

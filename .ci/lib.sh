@@ -1,0 +1,71 @@
+# Shared scaffolding of the end-to-end scripts (sourced, not run):
+#   e2e_init NAME      TMP work dir, PIDS (killed and waited for at exit), say/fail
+#   FAIL_LOGS=(files)  tails printed by fail
+#   need_tools CMD=PKG...  apt-get install the packages of missing commands
+#   wait_line FILE PATTERN, wait_port HOST PORT (20 s each), free_port
+# Everything it starts or waits for is bounded.
+
+e2e_init() {
+  NAME=$1
+  TMP=$(mktemp -d)
+  PIDS=()
+  FAIL_LOGS=()
+  trap e2e_cleanup EXIT
+}
+
+e2e_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+
+say() { echo "$NAME: $*"; }
+
+fail() {
+  echo "$NAME: FAIL: $*" >&2
+  for f in "${FAIL_LOGS[@]}"; do
+    [ -f "$f" ] && { echo "--- $f (tail)" >&2; tail -n 40 "$f" >&2; }
+  done
+  exit 1
+}
+
+# need_tools curl=curl dig=dnsutils: install what is missing (a fresh machine has neither).
+need_tools() {
+  local pkgs=() t
+  for t in "$@"; do command -v "${t%%=*}" >/dev/null || pkgs+=("${t#*=}"); done
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  say "installing ${pkgs[*]}"
+  timeout 300 apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1 \
+    || fail "cannot install ${pkgs[*]}"
+}
+
+# wait_line FILE PATTERN: wait (up to 20 s) for PATTERN in FILE.
+wait_line() {
+  for _ in $(seq 1 200); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# wait_port HOST PORT: wait (up to 20 s) until a TCP connect succeeds.
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# free_port: an unused loopback port (below Linux's ephemeral range).
+free_port() {
+  for _ in $(seq 1 50); do
+    local p=$((12000 + RANDOM % 16000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
