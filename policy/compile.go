@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"sort"
@@ -133,6 +134,9 @@ type index struct {
 	// globs are the first-label globs by zone, by prefix: a lookup costs one
 	// map access per distinct prefix length, whatever the number of globs.
 	globs map[string]*globZone
+	// minZone and maxZone bound the label counts of the "*." zones: the
+	// walk over a name's zones looks up only those in range.
+	minZone, maxZone int
 }
 
 // globZone holds the first-label globs of one zone.
@@ -180,6 +184,11 @@ func (ix *index) sort() {
 		for _, rows := range m {
 			slices.SortStableFunc(rows, less)
 		}
+	}
+	ix.minZone, ix.maxZone = math.MaxInt, 0
+	for zone := range ix.suffix {
+		n := strings.Count(zone, ".") + 1
+		ix.minZone, ix.maxZone = min(ix.minZone, n), max(ix.maxZone, n)
 	}
 	ix.globs = map[string]*globZone{}
 	for zone, rows := range ix.glob {

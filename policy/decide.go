@@ -148,10 +148,12 @@ func (ix *index) find(host string, d Dest, st *lookup) {
 			}
 		}
 	}
-	for i := dot; i >= 0; {
-		for _, c := range ix.suffix[host[i+1:]] {
-			if st.consider(c, &d) {
-				return
+	for i, labels := dot, strings.Count(host, "."); i >= 0 && labels >= ix.minZone; labels-- {
+		if labels <= ix.maxZone {
+			for _, c := range ix.suffix[host[i+1:]] {
+				if st.consider(c, &d) {
+					return
+				}
 			}
 		}
 		j := strings.IndexByte(host[i+1:], '.')
@@ -196,9 +198,11 @@ func (ix *index) denied(host string, port int) (*crow, int) {
 			}
 		}
 	}
-	for i := dot; i >= 0; {
-		if c, k := match(ix.suffix[host[i+1:]]); c != nil {
-			return c, k
+	for i, labels := dot, strings.Count(host, "."); i >= 0 && labels >= ix.minZone; labels-- {
+		if labels <= ix.maxZone {
+			if c, k := match(ix.suffix[host[i+1:]]); c != nil {
+				return c, k
+			}
 		}
 		j := strings.IndexByte(host[i+1:], '.')
 		if j < 0 {
@@ -281,10 +285,12 @@ func (ix *index) each(host string, st *nameLookup) {
 			}
 		}
 	}
-	for i := dot; i >= 0; {
-		if rows := ix.suffix[host[i+1:]]; len(rows) > 0 {
-			st.best = rows[0]
-			return
+	for i, labels := dot, strings.Count(host, "."); i >= 0 && labels >= ix.minZone; labels-- {
+		if labels <= ix.maxZone {
+			if rows := ix.suffix[host[i+1:]]; len(rows) > 0 {
+				st.best = rows[0]
+				return
+			}
 		}
 		j := strings.IndexByte(host[i+1:], '.')
 		if j < 0 {
