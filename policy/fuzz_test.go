@@ -75,7 +75,7 @@ func refNormalize(s string) (string, bool) {
 		if err != nil || !a.Is6() {
 			return "", false
 		}
-		if strings.Trim(strings.ToLower(a.Zone()), "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		if strings.Trim(a.Zone(), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
 			return "", false
 		}
 		return strings.ToLower(a.String()), true
@@ -94,7 +94,8 @@ func refNormalize(s string) (string, bool) {
 		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return "", false
 		}
-		if strings.Trim(strings.ToLower(l), "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		// ASCII only: strings.ToLower would fold a non-ASCII letter (İ) into one
+		if strings.Trim(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
 			return "", false
 		}
 	}

@@ -489,6 +489,10 @@ func TestNormalizeHost(t *testing.T) {
 		{"ipv6 zone with a trailing dot", "[::0%0000.]", "", false},
 		// fuzz crasher (FuzzNormalizeHost/long-zone-unbracketed): over 253 bytes, an address all the same,
 		// bracketed or not (Decide refuses zoned addresses as ip-literal)
+		// fuzz crasher (FuzzNormalizeHost/dotted-capital-i): Unicode lower-casing folds U+0130 into ASCII "i";
+		// the design's normalization is ASCII only, so the name stays invalid
+		{"dotted capital I", "İ", "", false},
+		{"dotted capital I in a name", "management.azure.com.İ", "", false},
 		{"ipv6 long zone unbracketed", "::0%" + strings.Repeat("0", 256), "::%" + strings.Repeat("0", 256), true},
 		{"ipv6 long zone bracketed", "[::0%" + strings.Repeat("0", 256) + "]", "::%" + strings.Repeat("0", 256), true},
 	}
