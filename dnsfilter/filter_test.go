@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -78,10 +79,10 @@ func TestAllowedAnsweredWhole(t *testing.T) {
 			})
 		}
 	}
-	if got := testutil.ToFloat64(e.metrics.Decisions.WithLabelValues("allow", "", "servers", "dns")); got < 8 {
+	if got := waitCount(e.metrics.Decisions.WithLabelValues("allow", "", "servers", "dns"), 8); got < 8 {
 		t.Errorf("allow decisions counted %v", got)
 	}
-	if got := testutil.ToFloat64(e.metrics.DNSQueries.WithLabelValues("NOERROR")); got < 8 {
+	if got := waitCount(e.metrics.DNSQueries.WithLabelValues("NOERROR"), 8); got < 8 {
 		t.Errorf("NOERROR answers counted %v", got)
 	}
 }
@@ -131,10 +132,10 @@ func TestDeniedGetsRcodeAndEDE(t *testing.T) {
 					t.Errorf("refusal log lacks %s:\n%s", want, logs)
 				}
 			}
-			if got := testutil.ToFloat64(e.metrics.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "dns")); got < 4 {
+			if got := waitCount(e.metrics.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "dns"), 4); got < 4 {
 				t.Errorf("deny decisions counted %v", got)
 			}
-			if got := testutil.ToFloat64(e.metrics.DNSQueries.WithLabelValues(dns.RcodeToString[tc.want])); got < 4 {
+			if got := waitCount(e.metrics.DNSQueries.WithLabelValues(dns.RcodeToString[tc.want]), 4); got < 4 {
 				t.Errorf("%s answers counted %v", dns.RcodeToString[tc.want], got)
 			}
 		})
@@ -723,5 +724,19 @@ func TestMaxInFlight(t *testing.T) {
 	// The slot is free again.
 	if r := ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true)); r.Rcode != dns.RcodeSuccess {
 		t.Errorf("after the slow query: %s", dns.RcodeToString[r.Rcode])
+	}
+}
+
+// waitCount returns c's value once it reaches want, or after 2 s. The
+// handler counts an answer after writing it, so the last reply can reach
+// the client before its count.
+func waitCount(c prometheus.Counter, want float64) float64 {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got := testutil.ToFloat64(c)
+		if got >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
