@@ -96,32 +96,32 @@ done
 
 for transport in +notcp +tcp; do
   out=$(q "$transport" X.His.Arc.Azure.Com A) || fail "dig $transport allowed name"
-  echo "$out" | grep -q 'status: NOERROR' || fail "allowed name $transport: $(echo "$out" | grep status)"
-  echo "$out" | grep -Eiq '^x\.his\.arc\.azure\.com\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' ||
+  grep -q 'status: NOERROR' <<<"$out" || fail "allowed name $transport: $(echo "$out" | grep status)"
+  grep -Eiq '^x\.his\.arc\.azure\.com\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' <<<"$out" ||
     fail "allowed name $transport: answer not from the upstream:
 $out"
   # The question comes back as the client spelled it (DNS 0x20).
-  echo "$out" | grep -q '^;X\.His\.Arc\.Azure\.Com\.' || fail "allowed name $transport: question case lost:
+  grep -q '^;X\.His\.Arc\.Azure\.Com\.' <<<"$out" || fail "allowed name $transport: question case lost:
 $out"
   say "x.his.arc.azure.com $transport answered from the upstream"
 done
 
 out=$(q example.com A) || fail "dig example.com"
-echo "$out" | grep -q 'status: NXDOMAIN' || fail "example.com: $(echo "$out" | grep status)"
-echo "$out" | grep -q 'EDE: 15 (Blocked)' || fail "example.com: no EDE 15:
+grep -q 'status: NXDOMAIN' <<<"$out" || fail "example.com: $(echo "$out" | grep status)"
+grep -q 'EDE: 15 (Blocked)' <<<"$out" || fail "example.com: no EDE 15:
 $out"
-echo "$out" | grep -q 'arcfence' || fail "example.com: the EDE does not name arcfence"
-echo "$out" | grep -q 'ANSWER: 0' || fail "example.com: has an answer"
+grep -q 'arcfence' <<<"$out" || fail "example.com: the EDE does not name arcfence"
+grep -q 'ANSWER: 0' <<<"$out" || fail "example.com: has an answer"
 say "example.com refused: NXDOMAIN, $(echo "$out" | grep 'EDE:' | sed 's/^; *//')"
 
 out=$(q x.his.arc.azure.com ANY) || fail "dig ANY"
-echo "$out" | grep -q 'status: REFUSED' || fail "ANY: $(echo "$out" | grep status)"
+grep -q 'status: REFUSED' <<<"$out" || fail "ANY: $(echo "$out" | grep status)"
 say "ANY refused"
 
 out=$(q +noedns +ignore big.his.arc.azure.com A) || fail "dig big over UDP"
-echo "$out" | grep -Eq 'flags:[^;]* tc' || fail "large answer over UDP not truncated: $(echo "$out" | grep flags)"
+grep -Eq 'flags:[^;]* tc' <<<"$out" || fail "large answer over UDP not truncated: $(echo "$out" | grep flags)"
 out=$(q +noedns big.his.arc.azure.com A) || fail "dig big with TCP retry"
-echo "$out" | grep -q 'ANSWER: 120' || fail "large answer after the TCP retry: $(echo "$out" | grep flags)"
+grep -q 'ANSWER: 120' <<<"$out" || fail "large answer after the TCP retry: $(echo "$out" | grep flags)"
 say "large answer: TC over UDP, 120 records over TCP"
 
 # tunnel TARGET: CONNECT through the proxy; prints the status code, and for
@@ -149,7 +149,7 @@ st=$(tunnel "127.0.0.1:$ECHO_PORT")
 for _ in $(seq 1 50); do grep -q '"reason":"ip-literal"' "$TMP/serve.log" && break; sleep 0.1; done
 grep -q '"reason":"ip-literal"' "$TMP/serve.log" || fail "no ip-literal refusal logged"
 out=$(q loop.his.arc.azure.com A) || fail "dig loop.his.arc.azure.com"
-echo "$out" | grep -Eq 'IN[[:space:]]+A[[:space:]]+127\.0\.0\.1' || fail "loop.his.arc.azure.com: $out"
+grep -Eq 'IN[[:space:]]+A[[:space:]]+127\.0\.0\.1' <<<"$out" || fail "loop.his.arc.azure.com: $out"
 st=$(tunnel "127.0.0.1:$ECHO_PORT")
 [ "$st" = 200 ] || fail "CONNECT to the address the filter handed out: $st, want 200"
 say "learned address: 403 before the DNS answer, tunnel after"
@@ -164,11 +164,11 @@ kill -HUP "$SERVE_PID" # the file watch reloads too; SIGHUP makes it certain
 learned=""
 for _ in $(seq 1 100); do
   out=$(q example.com A) || true
-  if echo "$out" | grep -q 'status: NOERROR'; then learned=1; break; fi
+  if grep -q 'status: NOERROR' <<<"$out"; then learned=1; break; fi
   sleep 0.1
 done
 [ -n "$learned" ] || fail "after the reload to learn mode example.com is still refused: $(echo "$out" | grep status)"
-echo "$out" | grep -Eq 'IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' || fail "learn mode: example.com not answered from the upstream"
+grep -Eq 'IN[[:space:]]+A[[:space:]]+203\.0\.113\.10' <<<"$out" || fail "learn mode: example.com not answered from the upstream"
 for _ in $(seq 1 50); do grep -q '"msg":"would deny"' "$TMP/serve.log" && break; sleep 0.1; done
 grep '"msg":"would deny"' "$TMP/serve.log" | grep -q '"component":"dns"' || fail "no would-deny line for the DNS filter"
 say "reload to learn mode: example.com answered, logged as would deny"
