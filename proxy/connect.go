@@ -23,17 +23,7 @@ const (
 // fast path; ctx bounds the dial.
 func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, authority string, proto10 bool, st *settings, client netip.Addr) {
 	host, port, reason := policy.SplitHostPort(authority)
-	if reason != policy.ReasonNone {
-		s.refused(client, host, port, reason, false)
-		writeDeny(w, host, port, reason)
-		return
-	}
-	if !st.clientAllowed(client) {
-		if h, ok := policy.NormalizeHost(host); ok {
-			host = h
-		}
-		s.refused(client, host, port, policy.ClientNotAllowed, false)
-		writeDeny(w, host, port, policy.ClientNotAllowed)
+	if !s.precheck(w, st, client, host, port, reason) {
 		return
 	}
 	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port}), "")
@@ -136,4 +126,25 @@ func takeConn(w http.ResponseWriter) (net.Conn, []byte, error) {
 		rest = append(rest[:len(rest):len(rest)], b...)
 	}
 	return raw, rest, nil
+}
+
+// precheck refuses a request whose authority did not parse (reason) or
+// whose client is outside clients, answering and logging it; it reports
+// whether the request may go on to the policy decision. CONNECT and plain
+// HTTP share it so both refuse the same way.
+func (s *Server) precheck(w http.ResponseWriter, st *settings, client netip.Addr, host string, port int, reason policy.Reason) bool {
+	if reason != policy.ReasonNone {
+		s.refused(client, host, port, reason, false)
+		writeDeny(w, host, port, reason)
+		return false
+	}
+	if !st.clientAllowed(client) {
+		if h, ok := policy.NormalizeHost(host); ok {
+			host = h
+		}
+		s.refused(client, host, port, policy.ClientNotAllowed, false)
+		writeDeny(w, host, port, policy.ClientNotAllowed)
+		return false
+	}
+	return true
 }

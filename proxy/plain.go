@@ -110,17 +110,7 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 	} else if strings.HasSuffix(host, ":") {
 		host, reason = strings.TrimSuffix(host, ":"), policy.InvalidPort
 	}
-	if reason != policy.ReasonNone {
-		s.refused(client, host, port, reason, false)
-		writeDeny(w, host, port, reason)
-		return
-	}
-	if !st.clientAllowed(client) {
-		if h, ok := policy.NormalizeHost(host); ok {
-			host = h
-		}
-		s.refused(client, host, port, policy.ClientNotAllowed, false)
-		writeDeny(w, host, port, policy.ClientNotAllowed)
+	if !s.precheck(w, st, client, host, port, reason) {
 		return
 	}
 	path := cleanPath(r.URL.Path)
