@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/arcfence/arcfence/internal/config"
 )
 
 // sinkOrigin accepts connections for name on port 443, counts what it reads
@@ -77,11 +79,29 @@ func BenchmarkDirect(b *testing.B) {
 	pump(b, c, chunk, b.N)
 }
 
-// BenchmarkConnectRoundTrip measures CONNECT, one echoed byte and close.
+// BenchmarkConnectRoundTrip measures CONNECT, one echoed byte and close:
+// to a name the proxy resolves (through the loopback DNS stub), and to an
+// IP literal admitted by an allow rule, as the peer harness does it.
 func BenchmarkConnectRoundTrip(b *testing.B) {
-	e := newEnv(b, nil)
-	e.rawOrigin("raw.arcfence.test", 443, echo)
-	req := []byte("CONNECT raw.arcfence.test:443 HTTP/1.1\r\nHost: raw.arcfence.test:443\r\n\r\n")
+	b.Run("name", func(b *testing.B) {
+		e := newEnv(b, nil)
+		e.rawOrigin("raw.arcfence.test", 443, echo)
+		connectRounds(b, e, "raw.arcfence.test:443")
+	})
+	b.Run("ip", func(b *testing.B) {
+		ip := testNames["raw.arcfence.test"]
+		e := newEnv(b, func(c *config.Config) {
+			c.Allow = append(c.Allow, ip+":443")
+			c.Log.Tunnels = "debug" // the shipped default: no line per tunnel
+		})
+		e.rawOrigin("raw.arcfence.test", 443, echo)
+		connectRounds(b, e, ip+":443")
+	})
+}
+
+// connectRounds runs b.N CONNECT + echo + close rounds to target.
+func connectRounds(b *testing.B, e *env, target string) {
+	req := []byte("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n")
 	const okLen = len(established11)
 	buf := make([]byte, okLen+1)
 	b.ReportAllocs()

@@ -171,18 +171,20 @@ func (s *splicer) writeTimeout(dst *net.TCPConn, d time.Duration) {
 // destination took nothing for the write timeout.
 func (s *splicer) writeTimedOut() bool { return s.pumpTO }
 
-func newSplicer(pool *pipePool, src, dst *net.TCPConn) (*splicer, error) {
+// init readies s to move src to dst. s lives in its tunnel (no allocation
+// of its own); only its two method values are made here.
+func (s *splicer) init(pool *pipePool, src, dst *net.TCPConn) error {
 	rs, err := src.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ws, err := dst.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &splicer{pool: pool, src: rs, dst: ws}
+	*s = splicer{pool: pool, src: rs, dst: ws}
 	s.drainFn, s.pumpFn = s.drain, s.pump
-	return s, nil
+	return nil
 }
 
 // drain moves what the source socket holds into the pipe; with nothing to

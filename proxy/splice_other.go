@@ -18,8 +18,8 @@ type splicer struct{}
 
 var errSpliceUnsupported = errors.New("splice not supported")
 
-func newSplicer(*pipePool, *net.TCPConn, *net.TCPConn) (*splicer, error) {
-	return nil, errSpliceUnsupported
+func (s *splicer) init(*pipePool, *net.TCPConn, *net.TCPConn) error {
+	return errSpliceUnsupported
 }
 
 func (s *splicer) step() (int64, bool, error) { return 0, false, errSpliceUnsupported }
