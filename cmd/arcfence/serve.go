@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,12 +218,6 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 		return serr
 	}})
 	d.reloads = append(d.reloads, func(c *config.Config, p *policy.Policy) error {
-		old := d.cfg.Load()
-		if c.Listen != old.Listen || c.TLS != old.TLS || c.DNS.Listen != old.DNS.Listen ||
-			c.Admin.Listen != old.Admin.Listen || c.Limits.HeaderTimeout != old.Limits.HeaderTimeout ||
-			c.Limits.MaxHeaderBytes != old.Limits.MaxHeaderBytes || c.Log != old.Log {
-			d.log.Warn().Str("msg", "listen addresses, tls, limits.header_timeout, limits.max_header_bytes and log settings take effect at restart").Send()
-		}
 		return px.Reload(c, p)
 	})
 
@@ -416,9 +411,46 @@ func (d *daemon) apply(p preparedConfig) {
 	hash := admin.Hash(p.cfg)
 	d.ready.Reloaded(nil, hash, now)
 	d.pol.Store(p.pol)
-	d.cfg.Store(p.cfg)
+	if keys := restartKeys(d.cfg.Swap(p.cfg), p.cfg); len(keys) > 0 {
+		d.log.Warn().Strs("keys", keys).
+			Str("msg", "changed settings take effect at restart; they keep their running values until then").Send()
+	}
 	d.log.Info().Str("trigger", p.why).Str("hash", hash).Int("rules", len(p.pol.Rules())).
 		Str("mode", p.cfg.Mode).Str("msg", "config reloaded").Send()
+}
+
+// restartKeys names the settings that differ between the running
+// configuration old and the reloaded c but are read only at start-up, so
+// that a reload never ignores a change silently. The rest (policy, modes,
+// clients, ranges, resolver, the other limits, log.tunnels) apply at reload.
+func restartKeys(old, c *config.Config) []string {
+	var keys []string
+	add := func(changed bool, key string) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	add(c.Listen != old.Listen, "listen")
+	add(c.TLS.Listen != old.TLS.Listen, "tls.listen")
+	add(c.TLS.Cert != old.TLS.Cert, "tls.cert")
+	add(c.TLS.Key != old.TLS.Key, "tls.key")
+	add(c.Limits.HeaderTimeout != old.Limits.HeaderTimeout, "limits.header_timeout")
+	add(c.Limits.MaxHeaderBytes != old.Limits.MaxHeaderBytes, "limits.max_header_bytes")
+	add(c.DNS.Listen != old.DNS.Listen, "dns.listen")
+	add(!slices.Equal(c.DNS.Upstream, old.DNS.Upstream), "dns.upstream")
+	add(c.DNS.CacheSize != old.DNS.CacheSize, "dns.cache_size")
+	add(c.Admin.Listen != old.Admin.Listen, "admin.listen")
+	add(c.Admin.Pprof != old.Admin.Pprof, "admin.pprof")
+	add(!slices.Equal(c.Admin.Clients, old.Admin.Clients), "admin.clients")
+	add(c.Log.Level != old.Log.Level, "log.level")
+	add(c.Log.Format != old.Log.Format, "log.format")
+	add(c.Log.FoldWindow != old.Log.FoldWindow, "log.fold_window")
+	add(c.Servicebus.AllowlistFile != old.Servicebus.AllowlistFile, "servicebus.allowlist_file")
+	add(c.Servicebus.Refresh != old.Servicebus.Refresh, "servicebus.refresh")
+	// The policy takes new regions at once; the servicebus refresher keeps
+	// fetching for the regions it started with.
+	add(old.Servicebus.Refresh > 0 && !slices.Equal(c.Regions, old.Regions), "regions (servicebus.refresh)")
+	return keys
 }
 
 // checkConfigFile refuses, at reload, a config path that is not a regular

@@ -170,11 +170,16 @@ func TestServeReloadAndShutdown(t *testing.T) {
 	}
 	ping()
 
-	// File change: example.org becomes allowed (the dial then fails: 502/504, not 403).
-	write(`, "example.org"`, "")
+	// File change: example.org becomes allowed (the dial then fails: 502/504,
+	// not 403); the changed dns.cache_size, read only at start-up, is named.
+	write(`, "example.org"`, "dns: {cache_size: 5}\n")
 	eventually(t, "the file change to apply", func() bool {
 		st, _ := connectStatus(t, proxyAddr, "example.org:443")
 		return st == 502 || st == 504
+	})
+	eventually(t, "a restart warning naming dns.cache_size", func() bool {
+		l := logs.String()
+		return strings.Contains(l, `"keys":["dns.cache_size"]`) && strings.Contains(l, "take effect at restart")
 	})
 	ping()
 
