@@ -9,6 +9,7 @@
 # Environment: FUZZTIME (default 60s, any `go test -fuzztime` value),
 # FUZZ_PARALLEL (fuzzing workers per target, default 1: the machine is shared),
 # FUZZ_FIGURES (a file to append "target, duration, execs, crashers" lines to).
+# The test binary's -timeout is off (go test's 10m default would end a long run).
 # A crasher is written by Go under the package's testdata/fuzz/<Target>/ and
 # fails the run; turn it into a named table case and commit it.
 set -uo pipefail
@@ -36,7 +37,7 @@ for t in "${targets[@]}"; do
   echo "== $pkg $name ($FUZZTIME)"
   log=$(mktemp)
   before=$(ls "$pkg/testdata/fuzz/$name" 2>/dev/null | wc -l)
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -parallel "$PARALLEL" "$pkg" 2>&1 | tee "$log" | grep -E '^(fuzz: elapsed|---|ok|FAIL|PASS)' | tail -n 3
+  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -timeout 0 -parallel "$PARALLEL" "$pkg" 2>&1 | tee "$log" | grep -E '^(fuzz: elapsed|---|ok|FAIL|PASS)' | tail -n 3
   rc=${PIPESTATUS[0]}
   after=$(ls "$pkg/testdata/fuzz/$name" 2>/dev/null | wc -l)
   execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
