@@ -43,9 +43,23 @@ func refKind(pattern string) int {
 	return 0
 }
 
-// refPathAllowed: path prefixes by whole segments.
+// refPathAllowed: path prefixes by whole segments (design), and the
+// hardening rule on top: below the prefix, a segment "." or "..", a
+// backslash or a percent-encoded '.', '/' or '\' could resolve outside the
+// prefix at the origin, so such a path is refused, never normalized.
 func refPathAllowed(prefix, path string) bool {
-	return path == prefix || strings.HasPrefix(path, prefix+"/")
+	if path != prefix && !strings.HasPrefix(path, prefix+"/") {
+		return false
+	}
+	rest := path[len(prefix):]
+	for _, seg := range strings.Split(rest, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	low := strings.ToLower(rest)
+	return !strings.ContainsAny(rest, "\\") && !strings.Contains(low, "%2e") &&
+		!strings.Contains(low, "%2f") && !strings.Contains(low, "%5c")
 }
 
 // signInAndARM are the rows indirect-mode data services keep besides its own.

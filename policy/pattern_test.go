@@ -384,6 +384,11 @@ func TestPkiops(t *testing.T) {
 		{"plain, glued segment", plain("microsoft.com", 80, "/pkiops/certsX"), denied(policy.PathNotAllowed)},
 		{"plain, parent of the prefix", plain("microsoft.com", 80, "/pkiops"), denied(policy.PathNotAllowed)},
 		{"plain, dot-dot escape", plain("microsoft.com", 80, "/pkiops/certs/../../en-us"), denied(policy.PathNotAllowed)},
+		// FuzzDecide / FuzzDecideStructured crashers (session 3): the model
+		// lacked the dot-segment rule; the code refuses, as documented.
+		{"plain, trailing dot segment", plain("miCrosoft.Com", 80, "/pkiops/certs/."), denied(policy.PathNotAllowed)},
+		{"plain, inner dot segment", plain("MICROSOFT.COM", 80, "/pkiops/certs/./x.crt"), denied(policy.PathNotAllowed)},
+		{"plain, dots in a name are fine", plain("microsoft.com", 80, "/pkiops/certs/.x.crt"), allowRule("microsoft.com/pkiops/certs:80", "servers", "esu")},
 		{"plain, case differs", plain("microsoft.com", 80, "/PKIOPS/certs/x"), denied(policy.PathNotAllowed)},
 		{"CONNECT on 80", dest("microsoft.com", 80), denied(policy.PathNotAllowed)},
 		{"other port", dest("microsoft.com", 8080), denied(policy.PortNotAllowed)},
