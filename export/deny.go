@@ -45,6 +45,9 @@ func parseDenies(entries, regions []string) ([]denyEntry, error) {
 
 func parseDeny(s string) (denyEntry, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return denyEntry{}, errZone(s)
+		}
 		return denyEntry{pat: pattern{kind: kindAddress, host: a.String(), addr: a}}, nil
 	}
 	host, port := s, 0
@@ -69,10 +72,20 @@ func parseDeny(s string) (denyEntry, error) {
 		host, port = s[:i], p
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return denyEntry{}, errZone(s)
+		}
 		return denyEntry{pat: pattern{kind: kindAddress, host: a.String(), addr: a}, port: port}, nil
 	}
 	if host == "" || strings.Trim(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz0123456789.-*") != "" {
 		return denyEntry{}, fmt.Errorf("deny entry %q: expected host, host:port, IP or IP:port", s)
 	}
 	return denyEntry{pat: parsePattern(host), port: port}, nil
+}
+
+// errZone refuses an IPv6 address with a zone, as the policy does: a zone
+// names a local interface, not a destination, and it may hold any byte
+// (a newline would start a directive of its own in Squid's file).
+func errZone(s string) error {
+	return fmt.Errorf("deny entry %q: an address with a zone cannot be matched", s)
 }
