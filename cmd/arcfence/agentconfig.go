@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/arcfence/arcfence/internal/agentconfig"
-	"github.com/arcfence/arcfence/internal/config"
 )
 
 func newAgentConfigCmd() *cobra.Command {
@@ -21,11 +20,7 @@ and the systemd-wide alternative for Arc-enabled servers, az connectedk8s connec
 resource bridge's proxy settings. --proxy-url is arcfence as the agents reach it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := config.Compile(cfg)
+			cfg, p, err := loadPolicy(cmd)
 			if err != nil {
 				return err
 			}

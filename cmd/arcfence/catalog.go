@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/arcfence/arcfence/export"
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -24,11 +23,7 @@ filled, then allow entries. --all prints every row of the catalog instead.
 Formats: ` + strings.Join(export.Formats(), ", ") + `.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := config.Compile(cfg)
+			cfg, p, err := loadPolicy(cmd)
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/arcfence/arcfence/internal/check"
-	"github.com/arcfence/arcfence/internal/config"
 )
 
 // proxyFromListen is the --proxy value meaning "the configured listen".
@@ -46,11 +45,7 @@ Exit 1 when a required (not optional) endpoint fails.`,
 				}
 				proxy = args[0]
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := config.Compile(cfg)
+			cfg, p, err := loadPolicy(cmd)
 			if err != nil {
 				return err
 			}

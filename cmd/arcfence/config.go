@@ -16,6 +16,7 @@ import (
 
 	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/suggest"
+	"github.com/arcfence/arcfence/policy"
 )
 
 // flagKeys maps command-line flags to the config keys they set.
@@ -97,6 +98,20 @@ func (l *loader) File() string { return l.file }
 // loadConfig loads and validates cmd's configuration (policy not compiled).
 func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	return newLoader(cmd).Load()
+}
+
+// loadPolicy loads cmd's configuration and compiles it, the start-up path
+// of serve, for the commands that decide or print with the policy.
+func loadPolicy(cmd *cobra.Command) (*config.Config, *policy.Policy, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := config.Compile(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, p, nil
 }
 
 // Load reads the configuration; unknown keys and undecodable values are errors.

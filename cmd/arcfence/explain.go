@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -23,11 +22,7 @@ and reason. DEST is host (port 443), host:port, [IPv6]:port, or an http:// URL
 only when the config is invalid.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := config.Compile(cfg)
+			_, p, err := loadPolicy(cmd)
 			if err != nil {
 				return err
 			}

@@ -17,11 +17,7 @@ the effective configuration as YAML. Exit non-zero with every problem listed
 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			p, err := config.Compile(cfg)
+			cfg, p, err := loadPolicy(cmd)
 			if err != nil {
 				return err
 			}
