@@ -61,11 +61,7 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 		return
 	}
 	t.client = conn
-	if !s.track(t) {
-		s.unreserve(client)
-		_ = origin.Close()
-		_, _ = t.client.Write([]byte(response503))
-		_ = t.client.Close()
+	if !s.trackOrRefuse(t) {
 		return
 	}
 	t.toOrigin = rest

@@ -285,11 +285,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 		dec:      d,
 		start:    time.Now(),
 	}
-	if !s.track(t) {
-		s.unreserve(client)
-		_ = origin.Close()
-		_, _ = t.client.Write([]byte(response503))
-		_ = t.client.Close()
+	if !s.trackOrRefuse(t) {
 		return
 	}
 	var head bytes.Buffer

@@ -366,6 +366,20 @@ func (s *Server) track(t *tunnel) bool {
 	return true
 }
 
+// trackOrRefuse tracks t; when the server is shutting down it releases
+// t's reservation, closes both connections with a 503 to the client and
+// returns false.
+func (s *Server) trackOrRefuse(t *tunnel) bool {
+	if s.track(t) {
+		return true
+	}
+	s.unreserve(t.clientIP)
+	_ = t.origin.Close()
+	_, _ = t.client.Write([]byte(response503))
+	_ = t.client.Close()
+	return false
+}
+
 // untrack forgets a tunnel and releases its reservation.
 func (s *Server) untrack(t *tunnel) {
 	s.mu.Lock()
