@@ -354,26 +354,27 @@ func (f *Filter) writeRefusal(q *query, rcode int, tail []byte) {
 // writeHeaderOnly answers with the header alone (FORMERR, NOTIMP): never
 // more bytes than the query had.
 func (f *Filter) writeHeaderOnly(q *query, rcode int) {
-	m := dns.Msg{}
-	m.Id = q.r.Id
-	m.Response = true
-	m.Opcode = q.r.Opcode
-	m.RecursionDesired = q.r.RecursionDesired
-	m.Rcode = rcode & 0xF
+	m := replyHeader(q.r, rcode)
 	f.pack(q, &m)
 }
 
 // writeHeaderOnlyQ answers with the header and the question (SERVFAIL).
 func (f *Filter) writeHeaderOnlyQ(q *query, rcode int) {
-	m := dns.Msg{}
-	m.Id = q.r.Id
-	m.Response = true
-	m.Opcode = q.r.Opcode
-	m.RecursionDesired = q.r.RecursionDesired
+	m := replyHeader(q.r, rcode)
 	m.RecursionAvailable = true
-	m.Rcode = rcode
 	m.Question = q.r.Question
 	f.pack(q, &m)
+}
+
+// replyHeader is the header of an answer to r with rcode (4 bits).
+func replyHeader(r *dns.Msg, rcode int) dns.Msg {
+	m := dns.Msg{}
+	m.Id = r.Id
+	m.Response = true
+	m.Opcode = r.Opcode
+	m.RecursionDesired = r.RecursionDesired
+	m.Rcode = rcode & 0xF
+	return m
 }
 
 func (f *Filter) pack(q *query, m *dns.Msg) {
