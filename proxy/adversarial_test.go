@@ -35,20 +35,7 @@ type multiDNS struct {
 func startMultiDNS(t testing.TB, answer func(name string, qtype uint16, n int) ([]string, bool)) *multiDNS {
 	t.Helper()
 	md := &multiDNS{seen: map[string]int{}, answer: answer}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(md.serve), NotifyStartedFunc: func() { close(started) }}
-	go func() { _ = srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case <-time.After(wait):
-		t.Fatal("dns stub did not start")
-	}
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	md.addr = pc.LocalAddr().String()
+	md.addr = serveDNSStub(t, md.serve)
 	return md
 }
 

@@ -105,12 +105,20 @@ func startDNS(t testing.TB, answers map[string]string) *stubDNS {
 	for k, v := range answers {
 		sd.a[dns.Fqdn(k)] = v
 	}
+	sd.addr = serveDNSStub(t, sd.serve)
+	return sd
+}
+
+// serveDNSStub serves h on a UDP loopback port until the test ends and
+// returns the address.
+func serveDNSStub(t testing.TB, h dns.HandlerFunc) string {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(sd.serve), NotifyStartedFunc: func() { close(started) }}
+	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
 	go func() { _ = srv.ActivateAndServe() }()
 	select {
 	case <-started:
@@ -118,8 +126,7 @@ func startDNS(t testing.TB, answers map[string]string) *stubDNS {
 		t.Fatal("dns stub did not start")
 	}
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	sd.addr = pc.LocalAddr().String()
-	return sd
+	return pc.LocalAddr().String()
 }
 
 func (sd *stubDNS) set(name, ip string) {
