@@ -309,10 +309,11 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 
 func (w *blockingWriter) unblock() { w.once.Do(func() { close(w.release) }) }
 
-// blockedLogProxy starts a second proxy next to e's, wired as serve wires
-// it (a folding audit log on the same logger) but whose log writer blocks,
-// and points e's helpers at it.
-func (e *env) blockedLogProxy(t *testing.T, w *blockingWriter) *Server {
+// logProxy starts a second proxy next to e's, wired as serve wires it (a
+// folding audit log on the same logger) but logging to w (a writer that
+// blocks or fails), and points e's helpers at it. A *blockingWriter is
+// released before the proxy shuts down.
+func (e *env) logProxy(t *testing.T, w io.Writer) *Server {
 	t.Helper()
 	cfg := e.cfg
 	cfg.Log.Tunnels = "info"
@@ -334,7 +335,9 @@ func (e *env) blockedLogProxy(t *testing.T, w *blockingWriter) *Server {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {
-		w.unblock()
+		if b, ok := w.(*blockingWriter); ok {
+			b.unblock()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		_ = s.Shutdown(ctx)
@@ -352,7 +355,7 @@ func TestFaultBlockedLogWriter(t *testing.T) {
 	e := newEnv(t, nil)
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	w := &blockingWriter{release: make(chan struct{})}
-	e.blockedLogProxy(t, w)
+	e.logProxy(t, w)
 	for i := 0; i < 10; i++ {
 		c := e.tunnel("raw.arcfence.test:443")
 		echoes(t, e, c, bufio.NewReader(c))
@@ -383,34 +386,8 @@ func TestFaultFailingLogWriter(t *testing.T) {
 	leakCheck(t)
 	e := newEnv(t, nil)
 	e.rawOrigin("raw.arcfence.test", 443, echo)
-	cfg := e.cfg
-	cfg.Log.Tunnels = "info"
-	pol, err := policy.Compile(cfg.Policy(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := &failingWriter{}
-	log := zerolog.New(w).Level(zerolog.InfoLevel)
-	al := audit.NewWithOptions(log, audit.Options{})
-	s, err := New(Options{Config: cfg, Policy: pol, Logger: log, Audit: al, Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.dialHook = e.s.dialHook
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-served
-		al.Close()
-	})
-	e.addr = ln.Addr().String()
+	e.logProxy(t, w)
 	for i := 0; i < 5; i++ {
 		c := e.tunnel("raw.arcfence.test:443")
 		echoes(t, e, c, bufio.NewReader(c))
@@ -437,7 +414,7 @@ func TestFaultBlockedLogWriterDialFailure(t *testing.T) {
 	leakCheck(t)
 	e := newEnv(t, nil)
 	w := &blockingWriter{release: make(chan struct{})}
-	e.blockedLogProxy(t, w)
+	e.logProxy(t, w)
 	_, _, resp := e.connect("nowhere.his.arc.azure.com:443")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
@@ -451,7 +428,7 @@ func TestFaultBlockedLogWriterShutdown(t *testing.T) {
 	e := newEnv(t, nil)
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	w := &blockingWriter{release: make(chan struct{})}
-	s := e.blockedLogProxy(t, w)
+	s := e.logProxy(t, w)
 	c := e.tunnel("raw.arcfence.test:443")
 	echoes(t, e, c, bufio.NewReader(c))
 	_ = c.Close()
