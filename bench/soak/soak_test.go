@@ -523,6 +523,25 @@ func TestTunnelChurn(t *testing.T) {
 	}
 	base := r.backToBaseline(t, r.proxy.measure(t), 1<<40)
 	report(t, "baseline: %v", base)
+	r.churn(t, base, "tunnels", func(int) (func(i int) error, func(), error) {
+		return func(i int) error {
+			c, err := r.openTunnel(i)
+			if err != nil {
+				return err
+			}
+			_ = c.Close()
+			return nil
+		}, func() {}, nil
+	})
+}
+
+// churn runs churnWorkers workers for churnFor. Each gets its operation
+// from newOp (and a cleanup for its end) and calls it with i = w,
+// w+churnWorkers, ... until the time is up. The rate, four samples taken
+// meanwhile and the state after are reported; a failed operation fails
+// the test, and so does anything left above base.
+func (r *rig) churn(t *testing.T, base stats, unit string, newOp func(w int) (op func(i int) error, cleanup func(), err error)) {
+	t.Helper()
 	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -532,19 +551,24 @@ func TestTunnelChurn(t *testing.T) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			op, cleanup, err := newOp(w)
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			defer cleanup()
 			for i := w; ; i += churnWorkers {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				c, err := r.openTunnel(i)
-				if err != nil {
+				if err := op(i); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
-				c.Close()
 				done.Add(1)
 			}
 		}(w)
@@ -557,13 +581,13 @@ func TestTunnelChurn(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	el := time.Since(start)
-	report(t, "%d tunnels in %v: %.0f tunnels/s with %d workers, %d failed", done.Load(), el.Round(time.Millisecond),
-		float64(done.Load())/el.Seconds(), churnWorkers, failed.Load())
+	report(t, "%d %s in %v: %.0f %s/s with %d workers, %d failed", done.Load(), unit, el.Round(time.Millisecond),
+		float64(done.Load())/el.Seconds(), unit, churnWorkers, failed.Load())
 	for i, s := range samples {
 		report(t, "during churn, sample %d: %v", i+1, s)
 	}
 	if failed.Load() > 0 {
-		t.Errorf("%d tunnels failed; first: %v", failed.Load(), firstErr.Load())
+		t.Errorf("%d %s failed; first: %v", failed.Load(), unit, firstErr.Load())
 	}
 	end := r.backToBaseline(t, base, heapSlack(base))
 	report(t, "after churn: %v", end)
@@ -604,62 +628,22 @@ func TestDNSChurn(t *testing.T) {
 	warm.Close()
 	base := r.backToBaseline(t, r.proxy.measure(t), 1<<40)
 	report(t, "baseline: %v", base)
-	var done, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < churnWorkers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			c, err := dns.Dial("udp", r.dnsAddr)
-			if err != nil {
-				failed.Add(1)
-				firstErr.CompareAndSwap(nil, err.Error())
-				return
+	r.churn(t, base, "queries", func(int) (func(i int) error, func(), error) {
+		c, err := dns.Dial("udp", r.dnsAddr)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(i int) error {
+			var name string
+			switch i % 4 {
+			case 0, 1: // mostly cached
+				name = fmt.Sprintf("c%d.his.arc.azure.com.", i%500)
+			case 2: // new names: forwarded (the cache keeps 1000)
+				name = fmt.Sprintf("n%d.his.arc.azure.com.", i)
+			default: // refused
+				name = fmt.Sprintf("x%d.example.com.", i%5000)
 			}
-			defer c.Close()
-			for i := w; ; i += churnWorkers {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				var name string
-				switch i % 4 {
-				case 0, 1: // mostly cached
-					name = fmt.Sprintf("c%d.his.arc.azure.com.", i%500)
-				case 2: // new names: forwarded (the cache keeps 1000)
-					name = fmt.Sprintf("n%d.his.arc.azure.com.", i)
-				default: // refused
-					name = fmt.Sprintf("x%d.example.com.", i%5000)
-				}
-				if err := ask(c, name); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				done.Add(1)
-			}
-		}(w)
-	}
-	var samples []stats
-	for q := 1; q <= 4; q++ {
-		time.Sleep(churnFor / 4)
-		samples = append(samples, r.proxy.measure(t))
-	}
-	close(stop)
-	wg.Wait()
-	el := time.Since(start)
-	report(t, "%d queries in %v: %.0f queries/s with %d workers, %d failed", done.Load(), el.Round(time.Millisecond),
-		float64(done.Load())/el.Seconds(), churnWorkers, failed.Load())
-	for i, s := range samples {
-		report(t, "during churn, sample %d: %v", i+1, s)
-	}
-	if failed.Load() > 0 {
-		t.Errorf("%d queries failed; first: %v", failed.Load(), firstErr.Load())
-	}
-	end := r.backToBaseline(t, base, heapSlack(base))
-	report(t, "after churn: %v", end)
+			return ask(c, name)
+		}, func() { _ = c.Close() }, nil
+	})
 }
