@@ -86,6 +86,22 @@ func serversConfig() config.Config {
 	return cfg
 }
 
+// suggest analyzes c against cfg and applies the report's YAML to cfg as
+// an operator pasting it does; it returns the report, the pasted config and
+// the YAML.
+func suggest(t *testing.T, cfg config.Config, c *Collector) (*Report, config.Config, string) {
+	t.Helper()
+	rep, err := Analyze(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y bytes.Buffer
+	if err := rep.WriteYAML(&y); err != nil {
+		t.Fatal(err)
+	}
+	return rep, applyYAML(t, cfg, y.Bytes()), y.String()
+}
+
 // applyYAML replaces the config keys the report's YAML names, as an
 // operator pasting it does.
 func applyYAML(t *testing.T, cfg config.Config, doc []byte) config.Config {
@@ -118,16 +134,8 @@ func TestReportAdmitsRecorded(t *testing.T) {
 		t.Run(f, func(t *testing.T) {
 			cfg := serversConfig()
 			c := collect(t, f)
-			rep, err := Analyze(cfg, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var y bytes.Buffer
-			if err := rep.WriteYAML(&y); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("YAML:\n%s", y.String())
-			next := applyYAML(t, cfg, y.Bytes())
+			rep, next, y := suggest(t, cfg, c)
+			t.Logf("YAML:\n%s", y)
 			p, err := config.Compile(&next)
 			if err != nil {
 				t.Fatalf("suggested config: %v", err)
@@ -192,8 +200,8 @@ func TestReportAdmitsRecorded(t *testing.T) {
 			// Nothing is suggested for what is allowed already, guarded or denied.
 			for _, host := range []string{"pas.windows.net", "internal.example.com", "login.microsoftonline.com",
 				"login.windows.net", "bad_name.example", "blocked.example.com"} {
-				if strings.Contains(y.String(), "- "+host) {
-					t.Errorf("YAML suggests %s:\n%s", host, y.String())
+				if strings.Contains(y, "- "+host) {
+					t.Errorf("YAML suggests %s:\n%s", host, y)
 				}
 			}
 			if want := []string{"kubernetes", "data-services", "sql-server"}; !sameSet(rep.Added.Offerings, want) {
@@ -256,18 +264,10 @@ func TestReportKeepsCurrentValues(t *testing.T) {
 	cfg.Features = []string{"ssh"}
 	c := NewCollector()
 	c.Add(Refusal{Component: "proxy", Host: "dl.k8s.io", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
-	rep, err := Analyze(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var y bytes.Buffer
-	if err := rep.WriteYAML(&y); err != nil {
-		t.Fatal(err)
-	}
-	next := applyYAML(t, cfg, y.Bytes())
+	_, next, y := suggest(t, cfg, c)
 	if !slices.Equal(next.Allow, []string{"repo.example.com"}) || !slices.Equal(next.Features, []string{"ssh", "auto-upgrade"}) ||
 		!slices.Equal(next.Offerings, []string{"servers", "kubernetes"}) || !slices.Equal(next.Regions, []string{"eastus2"}) {
-		t.Fatalf("pasted config %+v\n%s", next, y.String())
+		t.Fatalf("pasted config %+v\n%s", next, y)
 	}
 }
 
@@ -279,18 +279,33 @@ func TestReportInvalidConfig(t *testing.T) {
 	}
 }
 
-func TestReportSteadyPhase(t *testing.T) {
-	cfg := serversConfig()
-	cfg.Phase = "steady"
-	c := NewCollector()
-	c.Add(Refusal{Component: "proxy", Host: "download.microsoft.com", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
-	rep, err := Analyze(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	it := rep.Items[0]
-	if it.Action != ActionAllow || it.Allow != "download.microsoft.com" || !strings.Contains(it.Note, "phase") {
-		t.Fatalf("%+v", it)
+// TestReportNotes: a refusal that the current phase or data-services mode
+// explains is suggested as an allow entry with a note naming the setting.
+func TestReportNotes(t *testing.T) {
+	for _, tc := range []struct {
+		name, host, note string
+		edit             func(*config.Config)
+	}{
+		{"steady phase", "download.microsoft.com", "phase", func(c *config.Config) { c.Phase = "steady" }},
+		{"indirect data services", "arcdataservicesrow1.azurecr.io", "data_services.mode", func(c *config.Config) {
+			c.Offerings = []string{"data-services"}
+			c.DataServices.Mode = "indirect"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := serversConfig()
+			tc.edit(&cfg)
+			c := NewCollector()
+			c.Add(Refusal{Component: "proxy", Host: tc.host, Port: 443, Reason: policy.NotInAllowlist, Count: 1})
+			rep, err := Analyze(cfg, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it := rep.Items[0]
+			if it.Action != ActionAllow || it.Allow != tc.host || !strings.Contains(it.Note, tc.note) {
+				t.Fatalf("%+v", it)
+			}
+		})
 	}
 }
 
@@ -304,18 +319,10 @@ func TestReportOnServeLogs(t *testing.T) {
 			if c.Stats.Bad != 0 {
 				t.Errorf("unparseable lines in a real log: %v", c.Stats.BadSamples)
 			}
-			rep, err := Analyze(cfg, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var y bytes.Buffer
-			if err := rep.WriteYAML(&y); err != nil {
-				t.Fatal(err)
-			}
-			next := applyYAML(t, cfg, y.Bytes())
+			rep, next, y := suggest(t, cfg, c)
 			p, err := config.Compile(&next)
 			if err != nil {
-				t.Fatalf("suggested config: %v\n%s", err, y.String())
+				t.Fatalf("suggested config: %v\n%s", err, y)
 			}
 			byName := map[string]Item{}
 			for _, it := range rep.Items {
@@ -356,22 +363,6 @@ func TestReportOnServeLogs(t *testing.T) {
 				t.Errorf("added %+v", rep.Added)
 			}
 		})
-	}
-}
-
-func TestReportIndirectDataServices(t *testing.T) {
-	cfg := serversConfig()
-	cfg.Offerings = []string{"data-services"}
-	cfg.DataServices.Mode = "indirect"
-	c := NewCollector()
-	c.Add(Refusal{Component: "proxy", Host: "arcdataservicesrow1.azurecr.io", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
-	rep, err := Analyze(cfg, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	it := rep.Items[0]
-	if it.Action != ActionAllow || it.Allow != "arcdataservicesrow1.azurecr.io" || !strings.Contains(it.Note, "data_services.mode") {
-		t.Fatalf("%+v", it)
 	}
 }
 
@@ -431,19 +422,11 @@ func TestYAMLCommentsStayComments(t *testing.T) {
 	c := NewCollector()
 	c.Add(Refusal{Component: "proxy", Host: "microsoft.com", Port: 80, Path: "/pkiops/certs/x\nallow: [evil.example]",
 		Reason: policy.NotInAllowlist, Count: 1})
-	rep, err := Analyze(serversConfig(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var y bytes.Buffer
-	if err := rep.WriteYAML(&y); err != nil {
-		t.Fatal(err)
-	}
-	next := applyYAML(t, serversConfig(), y.Bytes())
+	_, next, y := suggest(t, serversConfig(), c)
 	if slices.Contains(next.Allow, "evil.example") {
-		t.Fatalf("a path from the log became config:\n%s", y.String())
+		t.Fatalf("a path from the log became config:\n%s", y)
 	}
 	if !slices.Contains(next.Features, "esu") {
-		t.Fatalf("pkiops row not suggested:\n%s", y.String())
+		t.Fatalf("pkiops row not suggested:\n%s", y)
 	}
 }
