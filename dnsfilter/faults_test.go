@@ -248,24 +248,8 @@ func TestUpstreamTCPTruncatedStream(t *testing.T) {
 		{"short-body", []byte{0x01, 0x00, 0xde, 0xad}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					_, _ = c.Write(tc.send)
-					_ = c.Close()
-				}
-			}()
-			t.Cleanup(func() { ln.Close(); <-done })
-			e := startFilter(t, Options{Upstreams: []string{ln.Addr().String()}, Timeout: 200 * time.Millisecond,
+			up := tcpServer(t, func(c net.Conn) { _, _ = c.Write(tc.send) })
+			e := startFilter(t, Options{Upstreams: []string{up}, Timeout: 200 * time.Millisecond,
 				QueryTimeout: 3 * time.Second})
 			r := ask(t, e.f.Addr(), "tcp", question(nameA, dns.TypeA, true))
 			if r.Rcode != dns.RcodeServerFailure {

@@ -19,6 +19,15 @@ import (
 
 // echoServer accepts loopback TCP connections and echoes them.
 func echoServer(t *testing.T) string {
+	return tcpServer(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.Copy(c, c)
+	})
+}
+
+// tcpServer accepts loopback TCP connections until the test ends and hands
+// each to fn on its own goroutine, closing it after; it returns the address.
+func tcpServer(t *testing.T, fn func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,8 +43,7 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				io.Copy(c, c)
+				fn(c)
 			}()
 		}
 	}()
