@@ -58,7 +58,7 @@ func refPathAllowed(prefix, path string) bool {
 		}
 	}
 	low := strings.ToLower(rest)
-	return !strings.ContainsAny(rest, "\\") && !strings.Contains(low, "%2e") &&
+	return !strings.Contains(rest, "\\") && !strings.Contains(low, "%2e") &&
 		!strings.Contains(low, "%2f") && !strings.Contains(low, "%5c")
 }
 

@@ -108,27 +108,32 @@ func FuzzConnectRequest(f *testing.F) {
 			raw += extra + "\r\n"
 		}
 		raw += "\r\n"
-		if len(raw) > 4<<10 {
-			t.Skip("longer than the header limits the corpus cares about")
-		}
-		e.logs.mu.Lock()
-		if e.logs.b.Len() > 1<<20 {
-			e.logs.b.Reset() // bounded memory over long fuzz runs
-		}
-		e.logs.mu.Unlock()
-
-		got := askProxy(t, e.addr, raw, true)
-		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
-		if perr != nil || req.Method != http.MethodConnect {
-			unparsed(t, pol, raw, perr, got)
-			return
-		}
-		if parseFailure(got.status) {
-			return // the server's stricter checks (Host header, framing)
-		}
-		want := connectVerdict(pol, req.RequestURI)
-		checkVerdict(t, raw, want, got)
+		e.fuzzConnect(t, pol, raw)
 	})
+}
+
+// fuzzConnect sends one fuzzed CONNECT head (raw) to e's proxy and checks
+// the verdict against Decide on what net/http parses of the same bytes.
+func (e *env) fuzzConnect(t *testing.T, pol *policy.Policy, raw string) {
+	t.Helper()
+	if len(raw) > 4<<10 {
+		t.Skip("longer than the header limits the corpus cares about")
+	}
+	e.logs.mu.Lock()
+	if e.logs.b.Len() > 1<<20 {
+		e.logs.b.Reset() // bounded memory over long fuzz runs
+	}
+	e.logs.mu.Unlock()
+	got := askProxy(t, e.addr, raw, true)
+	req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if perr != nil || req.Method != http.MethodConnect {
+		unparsed(t, pol, raw, perr, got)
+		return
+	}
+	if parseFailure(got.status) {
+		return // the server's stricter checks (Host header, framing)
+	}
+	checkVerdict(t, raw, connectVerdict(pol, req.RequestURI), got)
 }
 
 // FuzzConnectHead is FuzzConnectRequest with the whole head after
@@ -161,25 +166,7 @@ func FuzzConnectHead(f *testing.F) {
 	}
 	pol := e.s.Policy()
 	f.Fuzz(func(t *testing.T, head string) {
-		raw := "CONNECT " + head + "\r\n\r\n"
-		if len(raw) > 4<<10 {
-			t.Skip("longer than the header limits the corpus cares about")
-		}
-		e.logs.mu.Lock()
-		if e.logs.b.Len() > 1<<20 {
-			e.logs.b.Reset()
-		}
-		e.logs.mu.Unlock()
-		got := askProxy(t, e.addr, raw, true)
-		req, perr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
-		if perr != nil || req.Method != http.MethodConnect {
-			unparsed(t, pol, raw, perr, got)
-			return
-		}
-		if parseFailure(got.status) {
-			return // the server's stricter checks (Host header, framing)
-		}
-		checkVerdict(t, raw, connectVerdict(pol, req.RequestURI), got)
+		e.fuzzConnect(t, pol, "CONNECT "+head+"\r\n\r\n")
 	})
 }
 
