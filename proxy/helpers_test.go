@@ -4,16 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,66 +23,12 @@ import (
 
 	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
+	"github.com/arcfence/arcfence/internal/testpki"
 	"github.com/arcfence/arcfence/policy"
 )
 
 // wait bounds every wait of these tests.
 const wait = 10 * time.Second
-
-// testCA is a CA for origins' certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "arcfence test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// leaf issues a server certificate for names.
-func (ca *testCA) leaf(t testing.TB, names ...string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // stubDNS answers A queries from a table; other names get NXDOMAIN, AAAA
 // gets an empty answer, names in hang get their answer late.
@@ -223,7 +163,7 @@ type env struct {
 	s      *Server
 	addr   string // proxy address
 	url    *url.URL
-	ca     *testCA
+	ca     *testpki.CA
 	dns    *stubDNS
 	logs   *logBuf
 	cfg    config.Config
@@ -262,7 +202,7 @@ var testNames = map[string]string{
 
 func newEnv(t testing.TB, mod func(*config.Config)) *env {
 	t.Helper()
-	e := &env{t: t, ca: newTestCA(t), logs: &logBuf{}, remap: map[netip.AddrPort]netip.AddrPort{}}
+	e := &env{t: t, ca: testpki.NewCA(t), logs: &logBuf{}, remap: map[netip.AddrPort]netip.AddrPort{}}
 	e.dns = startDNS(t, testNames)
 	e.cfg = testConfig()
 	e.cfg.Resolver = e.dns.addr
@@ -340,7 +280,7 @@ func (e *env) listenOn(name string) net.Listener {
 func (e *env) tlsOrigin(name string, h http.Handler) {
 	e.t.Helper()
 	ln := e.listenOn(name)
-	cert := e.ca.leaf(e.t, name)
+	cert := e.ca.Leaf(e.t, name)
 	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	e.t.Cleanup(func() { _ = srv.Close() })
@@ -384,7 +324,7 @@ func (e *env) rawOrigin(name string, port int, fn func(net.Conn)) {
 func (e *env) client(h2 bool) *http.Client {
 	tr := &http.Transport{
 		Proxy:             http.ProxyURL(e.url),
-		TLSClientConfig:   &tls.Config{RootCAs: e.ca.pool},
+		TLSClientConfig:   &tls.Config{RootCAs: e.ca.Pool},
 		ForceAttemptHTTP2: h2,
 	}
 	if !h2 {

@@ -103,7 +103,7 @@ func TestPipelinedClientHello(t *testing.T) {
 	c := e.dialProxy()
 	pc := &pipelinedConn{Conn: c, br: bufio.NewReader(c),
 		req: "CONNECT management.azure.com:443 HTTP/1.1\r\nHost: management.azure.com:443\r\n\r\n"}
-	tc := tls.Client(pc, &tls.Config{ServerName: "management.azure.com", RootCAs: e.ca.pool, NextProtos: []string{"http/1.1"}})
+	tc := tls.Client(pc, &tls.Config{ServerName: "management.azure.com", RootCAs: e.ca.Pool, NextProtos: []string{"http/1.1"}})
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("handshake with the ClientHello pipelined behind CONNECT: %v", err)
 	}
@@ -325,7 +325,7 @@ func TestLearnMode(t *testing.T) {
 	}
 	// SNI mismatch is learnable: the handshake goes on.
 	conn := e.tunnel("login.microsoftonline.com:443")
-	tc := tls.Client(conn, &tls.Config{ServerName: "login.microsoftonline.com", RootCAs: e.ca.pool})
+	tc := tls.Client(conn, &tls.Config{ServerName: "login.microsoftonline.com", RootCAs: e.ca.Pool})
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +339,7 @@ func TestSNI(t *testing.T) {
 	e.tlsOrigin("login.microsoftonline.com", protoHandler())
 	t.Run("mismatch", func(t *testing.T) {
 		c := e.tunnel("management.azure.com:443")
-		tc := tls.Client(c, &tls.Config{ServerName: "login.microsoftonline.com", RootCAs: e.ca.pool})
+		tc := tls.Client(c, &tls.Config{ServerName: "login.microsoftonline.com", RootCAs: e.ca.Pool})
 		err := tc.Handshake()
 		if err == nil || !strings.Contains(err.Error(), "access denied") {
 			t.Fatalf("handshake error %v, want access denied", err)
@@ -356,7 +356,7 @@ func TestSNI(t *testing.T) {
 	})
 	t.Run("split-segments", func(t *testing.T) {
 		c := e.tunnel("management.azure.com:443")
-		tc := tls.Client(&splitConn{Conn: c, chunk: 7}, &tls.Config{ServerName: "management.azure.com", RootCAs: e.ca.pool})
+		tc := tls.Client(&splitConn{Conn: c, chunk: 7}, &tls.Config{ServerName: "management.azure.com", RootCAs: e.ca.Pool})
 		if err := tc.Handshake(); err != nil {
 			t.Fatalf("split ClientHello: %v", err)
 		}
@@ -364,7 +364,7 @@ func TestSNI(t *testing.T) {
 	})
 	t.Run("split-records", func(t *testing.T) {
 		c := e.tunnel("management.azure.com:443")
-		tc := tls.Client(&recordSplitConn{Conn: c}, &tls.Config{ServerName: "management.azure.com", RootCAs: e.ca.pool})
+		tc := tls.Client(&recordSplitConn{Conn: c}, &tls.Config{ServerName: "management.azure.com", RootCAs: e.ca.Pool})
 		if err := tc.Handshake(); err != nil {
 			t.Fatalf("ClientHello over two records: %v", err)
 		}
@@ -372,7 +372,7 @@ func TestSNI(t *testing.T) {
 	})
 	t.Run("split-records-mismatch", func(t *testing.T) {
 		c := e.tunnel("management.azure.com:443")
-		tc := tls.Client(&recordSplitConn{Conn: c}, &tls.Config{ServerName: "login.microsoftonline.com", RootCAs: e.ca.pool})
+		tc := tls.Client(&recordSplitConn{Conn: c}, &tls.Config{ServerName: "login.microsoftonline.com", RootCAs: e.ca.Pool})
 		if err := tc.Handshake(); err == nil {
 			t.Fatal("mismatching ClientHello over two records passed")
 		}
@@ -834,7 +834,7 @@ func TestHTTPSListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := e.ca.pool.Clone()
+	roots := e.ca.Pool.Clone()
 	roots.AppendCertsFromPEM(caPEM)
 	tr := &http.Transport{
 		Proxy:           http.ProxyURL(&url.URL{Scheme: "https", Host: ln.Addr().String()}),

@@ -68,7 +68,7 @@ func TestWebsocketInsideConnectTLS(t *testing.T) {
 	e.tlsOrigin("management.azure.com", wsEcho())
 	d := websocket.Dialer{
 		Proxy:            http.ProxyURL(e.url),
-		TLSClientConfig:  &tls.Config{RootCAs: e.ca.pool},
+		TLSClientConfig:  &tls.Config{RootCAs: e.ca.Pool},
 		HandshakeTimeout: wait,
 	}
 	c, resp, err := d.Dial("wss://management.azure.com/ws", nil)
