@@ -208,8 +208,6 @@ type advCase struct {
 	// then, when set, runs after the first answer on the same connection
 	// (a tunnel or a kept-alive connection).
 	then func(t *testing.T, e *env, c net.Conn, br *bufio.Reader)
-	// bug, when set, names a known bug (see knownBug) that fails the case.
-	bug string
 }
 
 // closedNow asserts that nothing more comes on the connection: the proxy
@@ -308,7 +306,6 @@ func TestAdversarialCorpus(t *testing.T) {
 		ok   = http.StatusOK
 	)
 	var (
-		none        = policy.ReasonNone
 		invalidHost = policy.InvalidHost
 		ipLiteral   = policy.IPLiteral
 		notListed   = policy.NotInAllowlist
@@ -456,10 +453,6 @@ func TestAdversarialCorpus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_ = none
-			if tc.bug != "" {
-				knownBug(t, tc.bug)
-			}
 			runAdvCase(t, e, tc)
 		})
 	}

@@ -49,16 +49,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// knownBug skips a test that shows a bug written up in
-// /work/notes/hardening-bugs.md, unless ARCFENCE_RUN_KNOWN_BUGS is set
-// (for whoever fixes it).
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("ARCFENCE_RUN_KNOWN_BUGS") == "" {
-		t.Skip("bug: " + why + ", see /work/notes/hardening-bugs.md")
-	}
-}
-
 // silentOrigin accepts connections for name on port and never reads or
 // answers; they are closed when the test ends.
 func (e *env) silentOrigin(name string, port int) {

@@ -17,15 +17,6 @@ import (
 	"time"
 )
 
-// knownBug skips a test that shows a bug written up in
-// /work/notes/hardening-bugs.md, unless ARCFENCE_RUN_KNOWN_BUGS is set.
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("ARCFENCE_RUN_KNOWN_BUGS") == "" {
-		t.Skip("bug: " + why + ", see /work/notes/hardening-bugs.md")
-	}
-}
-
 // echoOrigin is a loopback echo server; it stops with the test.
 func echoOrigin(t *testing.T) string {
 	t.Helper()
@@ -173,7 +164,6 @@ func TestServeConfigFileFaults(t *testing.T) {
 		name  string
 		fault func(t *testing.T)
 		msg   string // in the error line
-		bug   string // known bug: skip the case unless ARCFENCE_RUN_KNOWN_BUGS
 	}{
 		{name: "deleted", msg: "no such file", fault: func(t *testing.T) {
 			if err := os.Remove(file); err != nil {
@@ -219,9 +209,6 @@ func TestServeConfigFileFaults(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				knownBug(t, tc.bug)
-			}
 			failed := s.failures()
 			tc.fault(t)
 			eventually(t, "the failed reload to be logged", func() bool { return s.failures() > failed })
