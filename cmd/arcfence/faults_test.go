@@ -17,6 +17,32 @@ import (
 	"time"
 )
 
+// openTunnel opens a CONNECT tunnel to target through the proxy at
+// proxyAddr (closed with the test) and returns it with a ping that checks
+// it still echoes.
+func openTunnel(t *testing.T, proxyAddr, target string) (net.Conn, func()) {
+	t.Helper()
+	tun, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tun.Close() })
+	_ = tun.SetDeadline(time.Now().Add(2 * time.Minute))
+	fmt.Fprintf(tun, "CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n", target)
+	br := bufio.NewReader(tun)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("tunnel: %v %v", resp, err)
+	}
+	return tun, func() {
+		t.Helper()
+		fmt.Fprint(tun, "ping")
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(br, b); err != nil || string(b) != "ping" {
+			t.Fatalf("tunnel echo %q %v", b, err)
+		}
+	}
+}
+
 // echoOrigin is a loopback echo server; it stops with the test.
 func echoOrigin(t *testing.T) string {
 	t.Helper()
@@ -129,25 +155,7 @@ func TestServeConfigFileFaults(t *testing.T) {
 		t.Fatal("origin not admitted at start")
 	}
 
-	tun, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tun.Close()
-	_ = tun.SetDeadline(time.Now().Add(2 * time.Minute))
-	fmt.Fprintf(tun, "CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n", origin)
-	br := bufio.NewReader(tun)
-	if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("tunnel: %v %v", resp, err)
-	}
-	ping := func() {
-		t.Helper()
-		fmt.Fprint(tun, "ping")
-		b := make([]byte, 4)
-		if _, err := io.ReadFull(br, b); err != nil || string(b) != "ping" {
-			t.Fatalf("tunnel echo %q %v", b, err)
-		}
-	}
+	_, ping := openTunnel(t, proxyAddr, origin)
 
 	// restore writes a good file (with a marker so that it is a change)
 	// and waits until it is applied.

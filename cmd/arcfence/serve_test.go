@@ -78,26 +78,13 @@ func connectStatus(t *testing.T, proxyAddr, target string) (int, string) {
 
 func TestServeReloadAndShutdown(t *testing.T) {
 	// An echo origin on loopback, reached through an address entry.
-	origin, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer origin.Close()
-	go func() {
-		for {
-			c, err := origin.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	origin := echoOrigin(t)
 	proxyAddr := freePort(t)
 	adminAddr := freePort(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "arcfence.yaml")
 	base := fmt.Sprintf("listen: %s\nadmin: {listen: %q}\nallow_ranges: [127.0.0.0/8]\nresolver: 127.0.0.1:9\n"+
-		"limits: {dial_timeout: 1s, shutdown_grace: 5s}\nallow: [%q", proxyAddr, adminAddr, origin.Addr().String())
+		"limits: {dial_timeout: 1s, shutdown_grace: 5s}\nallow: [%q", proxyAddr, adminAddr, origin)
 	reloadOK := func() string {
 		resp, err := http.Get("http://" + adminAddr + "/metrics")
 		if err != nil {
@@ -148,26 +135,7 @@ func TestServeReloadAndShutdown(t *testing.T) {
 	}
 
 	// A tunnel stays open across reloads.
-	tun, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tun.Close()
-	_ = tun.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(tun, "CONNECT %s HTTP/1.1\r\nHost: x\r\n\r\n", origin.Addr())
-	br := bufio.NewReader(tun)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("tunnel: %v %v", resp, err)
-	}
-	ping := func() {
-		t.Helper()
-		fmt.Fprint(tun, "ping")
-		b := make([]byte, 4)
-		if _, err := io.ReadFull(br, b); err != nil || string(b) != "ping" {
-			t.Fatalf("tunnel echo %q %v", b, err)
-		}
-	}
+	tun, ping := openTunnel(t, proxyAddr, origin)
 	ping()
 
 	// File change: example.org becomes allowed (the dial then fails: 502/504,
