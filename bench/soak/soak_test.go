@@ -437,16 +437,7 @@ func TestIdleTunnelsBackToBaseline(t *testing.T) {
 		n = max
 	}
 	r := newRig(t)
-	// Warm up (pools, first-use allocations), then take the baseline.
-	for i := 0; i < 64; i++ {
-		c, err := r.openTunnel(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-	}
-	base := r.backToBaseline(t, r.proxy.measure(t), 1<<40)
-	report(t, "baseline: %v", base)
+	base := r.tunnelBaseline(t)
 
 	start := time.Now()
 	conns := r.openAll(t, n)
@@ -509,11 +500,10 @@ func heapSlack(base stats) uint64 {
 	return s
 }
 
-// TestTunnelChurn opens, uses and closes tunnels as fast as the workers
-// can for churnFor, then checks that nothing grew.
-func TestTunnelChurn(t *testing.T) {
-	raiseNoFile(t)
-	r := newRig(t)
+// tunnelBaseline warms the proxy up with 64 tunnels (pools, first-use
+// allocations), then reports and returns its settled state.
+func (r *rig) tunnelBaseline(t *testing.T) stats {
+	t.Helper()
 	for i := 0; i < 64; i++ {
 		c, err := r.openTunnel(i)
 		if err != nil {
@@ -523,6 +513,15 @@ func TestTunnelChurn(t *testing.T) {
 	}
 	base := r.backToBaseline(t, r.proxy.measure(t), 1<<40)
 	report(t, "baseline: %v", base)
+	return base
+}
+
+// TestTunnelChurn opens, uses and closes tunnels as fast as the workers
+// can for churnFor, then checks that nothing grew.
+func TestTunnelChurn(t *testing.T) {
+	raiseNoFile(t)
+	r := newRig(t)
+	base := r.tunnelBaseline(t)
 	r.churn(t, base, "tunnels", func(int) (func(i int) error, func(), error) {
 		return func(i int) error {
 			c, err := r.openTunnel(i)
