@@ -730,42 +730,66 @@ func (p *Policy) addUser(written string, src Source, key string, order *int, e *
 	return nil
 }
 
-// addDeny compiles a deny entry: no port = every port; a path is an error.
-func (p *Policy) addDeny(written string, order *int) error {
+// DenyEntry is one deny entry of a configuration, <region> expanded.
+type DenyEntry struct {
+	Entry string     // the entry, <region> expanded
+	Host  string     // normalized host pattern; "" for an address entry
+	Addr  netip.Addr // an address entry's address (IPv4-mapped unmapped)
+	Port  int        // 0 = every port
+}
+
+// ParseDeny parses a deny entry as Compile does (host, host:port, IP,
+// IP:port, [IPv6], [IPv6]:port; host may be a pattern; no path, no IPv6
+// zone), one DenyEntry per region when it names <region>.
+func ParseDeny(written string, regions []string) ([]DenyEntry, error) {
 	written = strings.TrimSpace(written)
 	expanded := []string{written}
 	if strings.Contains(written, "<region>") {
-		if len(p.regions) == 0 {
-			return fmt.Errorf("deny: %q uses <region> but no regions are set", written)
+		if len(regions) == 0 {
+			return nil, fmt.Errorf("%q uses <region> but no regions are set", written)
 		}
 		expanded = expanded[:0]
-		for _, r := range p.regions {
+		for _, r := range regions {
 			expanded = append(expanded, strings.ReplaceAll(written, "<region>", r))
 		}
 	}
+	out := make([]DenyEntry, 0, len(expanded))
 	for _, w := range expanded {
 		ue, err := parseUserEntry(w)
 		if err != nil {
-			return fmt.Errorf("deny: %v", err)
+			return nil, err
 		}
 		if ue.path != "" || strings.Contains(w, "/") {
-			return fmt.Errorf("deny: %q: a deny entry cannot have a path (deny is by host and port)", w)
+			return nil, fmt.Errorf("%q: a deny entry cannot have a path (deny is by host and port)", w)
 		}
+		out = append(out, DenyEntry{Entry: w, Host: ue.host, Addr: ue.addr, Port: ue.port})
+	}
+	return out, nil
+}
+
+// addDeny compiles a deny entry: no port = every port; a path is an error.
+func (p *Policy) addDeny(written string, order *int) error {
+	entries, err := ParseDeny(written, p.regions)
+	if err != nil {
+		return fmt.Errorf("deny: %v", err)
+	}
+	for _, de := range entries {
+		w := de.Entry
 		c := &crow{names: []string{w}, source: SourceDeny, order: *order, entry: -1}
 		*order++
-		if ue.port != 0 {
-			c.ports = []int{ue.port}
+		if de.Port != 0 {
+			c.ports = []int{de.Port}
 		} else {
 			c.written = w
 			for i, port := range commonPorts {
 				c.anyPort[i] = userRuleName(w, port)
 			}
 		}
-		if ue.addr.IsValid() {
-			p.denyAddr[ue.addr] = append(p.denyAddr[ue.addr], c)
+		if de.Addr.IsValid() {
+			p.denyAddr[de.Addr] = append(p.denyAddr[de.Addr], c)
 			continue
 		}
-		c.pat, _ = compileHostPattern(ue.host)
+		c.pat, _ = compileHostPattern(de.Host)
 		p.deny.add(c)
 	}
 	return nil
