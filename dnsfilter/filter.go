@@ -35,21 +35,43 @@ import (
 	"github.com/arcfence/arcfence/policy"
 )
 
-// Modes, as the configuration's "mode" key spells them.
+// DenyRcode is the answer to a refused name (the dns.deny_rcode key).
+type DenyRcode uint8
+
+// Deny rcodes.
 const (
-	// ModeEnforce refuses names the policy does not admit.
-	ModeEnforce = "enforce"
-	// ModeLearn forwards names the allowlist lacks and logs them as "would deny".
-	ModeLearn = "learn"
+	// DenyNXDomain answers refused names with NXDOMAIN. The zero value.
+	DenyNXDomain DenyRcode = iota
+	// DenyRefused answers refused names with REFUSED.
+	DenyRefused
 )
 
-// Deny rcodes, as the configuration's dns.deny_rcode key spells them.
-const (
-	// DenyNXDomain answers refused names with NXDOMAIN (the default).
-	DenyNXDomain = "nxdomain"
-	// DenyRefused answers refused names with REFUSED.
-	DenyRefused = "refused"
-)
+// String returns the rcode as the configuration spells it.
+func (r DenyRcode) String() string {
+	if r == DenyRefused {
+		return "refused"
+	}
+	return "nxdomain"
+}
+
+// ParseDenyRcode parses the configuration's spelling of a deny rcode.
+func ParseDenyRcode(s string) (DenyRcode, error) {
+	switch s {
+	case "nxdomain":
+		return DenyNXDomain, nil
+	case "refused":
+		return DenyRefused, nil
+	}
+	return DenyNXDomain, fmt.Errorf("unknown value %q; expected one of nxdomain, refused", s)
+}
+
+// rcode returns r as a DNS rcode.
+func (r DenyRcode) rcode() int {
+	if r == DenyRefused {
+		return dns.RcodeRefused
+	}
+	return dns.RcodeNameError
+}
 
 // Defaults of Options' zero values.
 const (
@@ -88,14 +110,15 @@ type Options struct {
 	// ResolvConf is the resolv.conf read when Upstreams is empty;
 	// "" means DefaultResolvConf.
 	ResolvConf string
-	// DenyRcode is DenyNXDomain ("" means this) or DenyRefused.
-	DenyRcode string
+	// DenyRcode is the answer to refused names.
+	DenyRcode DenyRcode
 	// CacheSize is the number of answers cached; 0 disables the cache.
 	CacheSize int
 	// Policy decides which names are answered. Required.
 	Policy *policy.Policy
-	// Mode is ModeEnforce ("" means this) or ModeLearn.
-	Mode string
+	// Mode is the filter's mode: learn forwards names the allowlist lacks
+	// and logs them as "would deny".
+	Mode policy.Mode
 	// Logger receives the filter's own lines (start, stop, upstream failures at
 	// debug level); the zero value discards them.
 	Logger zerolog.Logger
@@ -183,13 +206,7 @@ func New(opts Options) (*Filter, error) {
 	if opts.Listen == "" {
 		return nil, errors.New("dnsfilter: dns.listen is empty")
 	}
-	st, err := makeSettings(opts.Policy, opts.Mode, opts.DenyRcode)
-	if err != nil {
-		return nil, err
-	}
-	if opts.CacheSize < 0 {
-		return nil, fmt.Errorf("dnsfilter: dns.cache_size %d: must be 0 (off) or more", opts.CacheSize)
-	}
+	st := &settings{pol: opts.Policy, learn: opts.Mode == policy.ModeLearn, denyRcode: opts.DenyRcode.rcode()}
 	ups, err := parseUpstreams(opts.Upstreams, opts.ResolvConf)
 	if err != nil {
 		return nil, err
@@ -305,25 +322,6 @@ func localAddrs() map[netip.Addr]bool {
 	return m
 }
 
-func makeSettings(p *policy.Policy, mode, denyRcode string) (*settings, error) {
-	st := &settings{pol: p, denyRcode: dns.RcodeNameError}
-	switch mode {
-	case "", ModeEnforce:
-	case ModeLearn:
-		st.learn = true
-	default:
-		return nil, fmt.Errorf("dnsfilter: mode %q: must be %s or %s", mode, ModeEnforce, ModeLearn)
-	}
-	switch denyRcode {
-	case "", DenyNXDomain:
-	case DenyRefused:
-		st.denyRcode = dns.RcodeRefused
-	default:
-		return nil, fmt.Errorf("dnsfilter: dns.deny_rcode %q: must be %s or %s", denyRcode, DenyNXDomain, DenyRefused)
-	}
-	return st, nil
-}
-
 // bind opens the UDP socket and a TCP listener on the same port.
 func (f *Filter) bind(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
@@ -373,32 +371,26 @@ func (f *Filter) SetPolicy(p *policy.Policy) {
 	}
 }
 
-// SetMode switches between ModeEnforce and ModeLearn ("" means enforce).
-func (f *Filter) SetMode(mode string) error {
+// SetMode switches the mode for new queries (on reload).
+func (f *Filter) SetMode(m policy.Mode) {
 	for {
 		old := f.set.Load()
-		n, err := makeSettings(old.pol, mode, "")
-		if err != nil {
-			return err
-		}
-		n.denyRcode = old.denyRcode
-		if f.set.CompareAndSwap(old, n) {
-			return nil
+		n := *old
+		n.learn = m == policy.ModeLearn
+		if f.set.CompareAndSwap(old, &n) {
+			return
 		}
 	}
 }
 
-// SetDenyRcode switches the rcode of refused names (DenyNXDomain or DenyRefused).
-func (f *Filter) SetDenyRcode(rcode string) error {
+// SetDenyRcode switches the answer to refused names for new queries.
+func (f *Filter) SetDenyRcode(r DenyRcode) {
 	for {
 		old := f.set.Load()
-		n, err := makeSettings(old.pol, "", rcode)
-		if err != nil {
-			return err
-		}
-		n.learn = old.learn
-		if f.set.CompareAndSwap(old, n) {
-			return nil
+		n := *old
+		n.denyRcode = r.rcode()
+		if f.set.CompareAndSwap(old, &n) {
+			return
 		}
 	}
 }

@@ -426,9 +426,9 @@ type decisionKey struct {
 
 func modeName(learn bool) string {
 	if learn {
-		return ModeLearn
+		return policy.ModeLearn.String()
 	}
-	return ModeEnforce
+	return policy.ModeEnforce.String()
 }
 
 func typeName(t uint16) string {

@@ -7,13 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
 
-	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/policy"
 	"github.com/arcfence/arcfence/proxy"
 )
 
@@ -54,13 +55,15 @@ func tcpServer(t *testing.T, fn func(net.Conn)) string {
 // startProxy runs the proxy with the filter as its LearnedAddrs.
 func startProxy(t *testing.T, f *Filter, admit bool) string {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Regions, cfg.Offerings = []string{"eastus2"}, []string{"servers"}
-	cfg.DNS.AdmitLearnedAddresses = admit
-	cfg.AllowRanges = []string{"127.0.0.0/8"} // the origin is on loopback
-	cfg.SNI = config.SNIOff
-	pol := serversPolicy(t)
-	s, err := proxy.New(proxy.Options{Config: cfg, Policy: pol, Logger: zerolog.New(zerolog.NewTestWriter(t)), LearnedAddrs: f})
+	st := proxy.Settings{
+		Profiles: policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: serversPolicy(t)},
+			[]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}),
+		AdmitLearned: admit,
+		AllowRanges:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, // the origin is on loopback
+		SNI:          proxy.SNIOff,
+		Limits:       proxy.Limits{HeaderTimeout: 10 * time.Second, MaxHeaderBytes: 32 << 10, DialTimeout: 10 * time.Second},
+	}
+	s, err := proxy.New(proxy.Options{Settings: st, Logger: zerolog.New(zerolog.NewTestWriter(t)), LearnedAddrs: f})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -178,7 +177,7 @@ func advAnswers(name string, qtype uint16, n int) ([]string, bool) {
 func advEnv(t *testing.T) (*env, *multiDNS, *trap, chan string) {
 	t.Helper()
 	var md *multiDNS
-	e := newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *envConfig) {
 		md = startMultiDNS(t, advAnswers)
 		c.Resolver = md.addr
 		c.Allow = append(c.Allow, "127.0.0.14:443", "mixedraw.arcfence.test")

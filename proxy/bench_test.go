@@ -10,8 +10,6 @@ import (
 	"runtime"
 	"testing"
 	"time"
-
-	"github.com/arcfence/arcfence/internal/config"
 )
 
 // sinkOrigin accepts connections for name on port 443, counts what it reads
@@ -90,9 +88,9 @@ func BenchmarkConnectRoundTrip(b *testing.B) {
 	})
 	b.Run("ip", func(b *testing.B) {
 		ip := testNames["raw.arcfence.test"]
-		e := newEnv(b, func(c *config.Config) {
+		e := newEnv(b, func(c *envConfig) {
 			c.Allow = append(c.Allow, ip+":443")
-			c.Log.Tunnels = "debug" // the shipped default: no line per tunnel
+			c.TunnelsInfo = false // the shipped default: no line per tunnel
 		})
 		e.rawOrigin("raw.arcfence.test", 443, echo)
 		connectRounds(b, e, ip+":443")

@@ -49,7 +49,7 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 		origin:   origin,
 		clientIP: client,
 		dec:      d,
-		inspect:  st.sni != sniOff,
+		inspect:  st.sni != SNIOff,
 		start:    time.Now(),
 	}
 	conn, rest, err := takeConn(w)

@@ -19,9 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/arcfence/arcfence/internal/audit"
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
-	"github.com/arcfence/arcfence/policy"
 )
 
 // TestMain checks, after all the package's tests, that none left a
@@ -62,7 +60,7 @@ func (e *env) silentOrigin(name string, port int) {
 // answers gets the client a 504 in bounded time, not a hang.
 func TestFaultOriginSilentPlain(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.DialTimeout = 300 * time.Millisecond })
+	e := newEnv(t, func(c *envConfig) { c.Limits.DialTimeout = 300 * time.Millisecond })
 	e.silentOrigin("plain.arcfence.test", 80)
 	c := e.dialProxy()
 	fmt.Fprintf(c, "GET http://plain.arcfence.test/x HTTP/1.1\r\nHost: plain.arcfence.test\r\n\r\n")
@@ -79,7 +77,7 @@ func TestFaultOriginSilentPlain(t *testing.T) {
 // accepts and never answers gets 504 after the dial timeout.
 func TestFaultOriginSilentWebsocket(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.DialTimeout = 300 * time.Millisecond })
+	e := newEnv(t, func(c *envConfig) { c.Limits.DialTimeout = 300 * time.Millisecond })
 	e.silentOrigin("plain.arcfence.test", 80)
 	c := e.dialProxy()
 	fmt.Fprintf(c, "GET http://plain.arcfence.test/ws HTTP/1.1\r\nHost: plain.arcfence.test\r\nConnection: Upgrade\r\n"+
@@ -98,7 +96,7 @@ func TestFaultOriginSilentWebsocket(t *testing.T) {
 // and never answers is closed by tunnel_idle_timeout, and released.
 func TestFaultOriginSilentTunnel(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.TunnelIdleTimeout = 300 * time.Millisecond })
+	e := newEnv(t, func(c *envConfig) { c.Limits.TunnelIdleTimeout = 300 * time.Millisecond })
 	e.silentOrigin("raw.arcfence.test", 443)
 	c := e.tunnel("raw.arcfence.test:443")
 	fmt.Fprint(c, "anyone there?")
@@ -109,13 +107,19 @@ func TestFaultOriginSilentTunnel(t *testing.T) {
 	e.logs.find(t, map[string]any{"msg": msgTunnelClosed, "end": "idle timeout"})
 }
 
-// streamOrigin writes chunks to every connection until it fails, or until
-// n bytes were written and then resets the connection (n > 0).
+// streamOrigin reads one byte from every connection (so that the proxy's
+// dial has completed: a reset that raced it would fail the CONNECT with 502
+// instead of reaching the client mid-stream), then writes chunks until a
+// write fails, or until n bytes were written and then resets the
+// connection (n > 0).
 func streamOrigin(n int, wrote chan<- struct{}) func(net.Conn) {
 	return func(c net.Conn) {
 		chunk := make([]byte, 64<<10)
 		total := 0
-		_ = c.SetWriteDeadline(time.Now().Add(wait))
+		_ = c.SetDeadline(time.Now().Add(wait))
+		if _, err := io.ReadFull(c, chunk[:1]); err != nil {
+			return
+		}
 		for n <= 0 || total < n {
 			k, err := c.Write(chunk)
 			total += k
@@ -140,6 +144,7 @@ func TestFaultOriginResetMidStream(t *testing.T) {
 	wrote := make(chan struct{}, 1)
 	e.rawOrigin("raw.arcfence.test", 443, streamOrigin(1<<20, wrote))
 	c := e.tunnel("raw.arcfence.test:443")
+	fmt.Fprint(c, "g")
 	// Let the origin fill the pipe and reset before reading anything.
 	select {
 	case <-wrote:
@@ -210,7 +215,7 @@ func TestFaultClientVanishes(t *testing.T) {
 			if tc.first == "" {
 			}
 			leakCheck(t)
-			e := newEnv(t, func(c *config.Config) { c.Limits.TunnelIdleTimeout = 300 * time.Millisecond })
+			e := newEnv(t, func(c *envConfig) { c.Limits.TunnelIdleTimeout = 300 * time.Millisecond })
 			ended := make(chan error, 1)
 			e.rawOrigin("raw.arcfence.test", 443, func(c net.Conn) {
 				chunk := make([]byte, 64<<10)
@@ -306,14 +311,10 @@ func (w *blockingWriter) unblock() { w.once.Do(func() { close(w.release) }) }
 func (e *env) logProxy(t *testing.T, w io.Writer) *Server {
 	t.Helper()
 	cfg := e.cfg
-	cfg.Log.Tunnels = "info"
-	pol, err := policy.Compile(cfg.Policy(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg.TunnelsInfo = true
 	log := zerolog.New(w).Level(zerolog.InfoLevel)
-	al := audit.NewWithOptions(log, audit.Options{})
-	s, err := New(Options{Config: cfg, Policy: pol, Logger: log, Audit: al, Metrics: metrics.New()})
+	al := audit.NewWithOptions(log, audit.Options{FoldWindow: time.Minute})
+	s, err := New(Options{Settings: cfg.settings(t), Logger: log, Audit: al, Metrics: metrics.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
 	"github.com/arcfence/arcfence/internal/testpki"
 	"github.com/arcfence/arcfence/policy"
@@ -166,24 +165,67 @@ type env struct {
 	ca     *testpki.CA
 	dns    *stubDNS
 	logs   *logBuf
-	cfg    config.Config
+	cfg    envConfig
 	m      *metrics.Metrics
 	mu     sync.Mutex
 	remap  map[netip.AddrPort]netip.AddrPort
 	served chan error
 }
 
-// testConfig is the base configuration of these tests.
-func testConfig() config.Config {
-	cfg := config.Default()
-	cfg.Regions = []string{"eastus2"}
-	cfg.Offerings = []string{policy.OfferingServers}
-	cfg.Features = []string{policy.FeatureESU}
-	cfg.AllowRanges = []string{"127.0.0.0/8"}
-	cfg.Allow = []string{"raw.arcfence.test", "plain.arcfence.test:80"}
-	cfg.Deny = []string{"login.windows.net"}
-	cfg.Log.Tunnels = "info"
-	return cfg
+// envConfig is what a test may set before its proxy starts: the policy's
+// keys, the proxy's settings, and the default profile's mode and clients.
+type envConfig struct {
+	policy.Config
+	Settings
+	Mode    policy.Mode
+	Clients []netip.Prefix
+}
+
+// prefixes parses CIDRs for a test's settings.
+func prefixes(cidrs ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(cidrs))
+	for i, c := range cidrs {
+		out[i] = netip.MustParsePrefix(c)
+	}
+	return out
+}
+
+// testConfig is the base configuration of these tests (the shipped
+// limits, the test's policy).
+func testConfig() envConfig {
+	return envConfig{
+		Config: policy.Config{
+			Regions:   []string{"eastus2"},
+			Offerings: []string{policy.OfferingServers},
+			Features:  []string{policy.FeatureESU},
+			Allow:     []string{"raw.arcfence.test", "plain.arcfence.test:80"},
+			Deny:      []string{"login.windows.net"},
+		},
+		Settings: Settings{
+			AllowRanges: prefixes("127.0.0.0/8"),
+			Limits: Limits{
+				HeaderTimeout:       10 * time.Second,
+				MaxHeaderBytes:      32 << 10,
+				DialTimeout:         10 * time.Second,
+				MaxTunnels:          50000,
+				MaxTunnelsPerClient: 5000,
+			},
+			TunnelsInfo: true,
+		},
+		Clients: prefixes("127.0.0.0/8", "::1/128"),
+	}
+}
+
+// settings compiles c's policy into its Settings.
+func (c envConfig) settings(t testing.TB) Settings {
+	t.Helper()
+	pol, err := policy.Compile(c.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.Settings
+	st.Profiles = policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: c.Mode}, c.Clients)
+	return st
 }
 
 // names the stub resolver knows, each on its own loopback address.
@@ -200,7 +242,7 @@ var testNames = map[string]string{
 	"refused.his.arc.azure.com": "127.0.0.18",
 }
 
-func newEnv(t testing.TB, mod func(*config.Config)) *env {
+func newEnv(t testing.TB, mod func(*envConfig)) *env {
 	t.Helper()
 	e := &env{t: t, ca: testpki.NewCA(t), logs: &logBuf{}, remap: map[netip.AddrPort]netip.AddrPort{}}
 	e.dns = startDNS(t, testNames)
@@ -209,13 +251,9 @@ func newEnv(t testing.TB, mod func(*config.Config)) *env {
 	if mod != nil {
 		mod(&e.cfg)
 	}
-	pol, err := policy.Compile(e.cfg.Policy(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
 	e.m = metrics.New()
-	s, err := New(Options{Config: e.cfg, Policy: pol, Logger: log, Metrics: e.m})
+	s, err := New(Options{Settings: e.cfg.settings(t), Logger: log, Metrics: e.m})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -132,7 +131,7 @@ func (e *env) waitReleased(t *testing.T) {
 // 429 with Retry-After; after they close, the next burst again gets exactly 5.
 func TestLimitPerClientExactUnderBurst(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.MaxTunnelsPerClient = 5 })
+	e := newEnv(t, func(c *envConfig) { c.Limits.MaxTunnelsPerClient = 5 })
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	for round := 0; round < 2; round++ {
 		rs := e.burst("raw.arcfence.test:443", 40, "127.0.0.2")
@@ -153,7 +152,7 @@ func TestLimitPerClientExactUnderBurst(t *testing.T) {
 // none over 5 per client.
 func TestLimitTotalExactUnderBurst(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *envConfig) {
 		c.Limits.MaxTunnels = 8
 		c.Limits.MaxTunnelsPerClient = 5
 	})
@@ -189,7 +188,7 @@ func TestLimitTotalExactUnderBurst(t *testing.T) {
 // working.
 func TestLimitClientAtLimitDoesNotBlockOthers(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.MaxTunnelsPerClient = 3 })
+	e := newEnv(t, func(c *envConfig) { c.Limits.MaxTunnelsPerClient = 3 })
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	held := e.burst("raw.arcfence.test:443", 3, "127.0.0.2")
 	if ok, _ := tally(t, held); ok["127.0.0.2"] != 3 {
@@ -257,7 +256,7 @@ func TestLimitClientAtLimitDoesNotBlockOthers(t *testing.T) {
 // client's allowance.
 func TestLimitAccountingAfterFailures(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *envConfig) {
 		c.Limits.MaxTunnelsPerClient = 2
 		c.Limits.DialTimeout = 300 * time.Millisecond
 	})

@@ -24,7 +24,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/arcfence/arcfence/internal/audit"
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
 	"github.com/arcfence/arcfence/policy"
 )
@@ -38,13 +37,10 @@ type LearnedAddrs interface {
 
 // Options configure a Server.
 type Options struct {
-	// Config holds the proxy's settings: mode, sni, clients, allow_ranges,
-	// resolver, limits, log.tunnels and dns.admit_learned_addresses.
-	// limits.header_timeout and limits.max_header_bytes apply at New only;
-	// everything else is reloadable.
-	Config config.Config
-	// Policy decides destinations. Required.
-	Policy *policy.Policy
+	// Settings are the proxy's settings (see Settings); Settings.Profiles
+	// is required. Limits.HeaderTimeout and Limits.MaxHeaderBytes apply at
+	// New only; everything else is reloadable.
+	Settings Settings
 	// Logger receives the proxy's lines. The zero value discards them.
 	Logger zerolog.Logger
 	// Audit writes refusal lines; nil means audit.New(Logger).
@@ -96,7 +92,7 @@ type Server struct {
 
 // New returns a Server for opts. It does not listen; call Serve.
 func New(opts Options) (*Server, error) {
-	st, err := compileSettings(&opts.Config, opts.Policy)
+	st, err := compileSettings(opts.Settings)
 	if err != nil {
 		return nil, err
 	}
@@ -142,14 +138,10 @@ func New(opts Options) (*Server, error) {
 	s.rt = goproxy.RoundTripperFunc(s.roundTrip)
 	s.gp = newGoproxy(s)
 
-	maxHeader := opts.Config.Limits.MaxHeaderBytes
-	if maxHeader <= 0 {
-		maxHeader = defaultMaxHeaderBytes
-	}
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: st.headerTO,
-		MaxHeaderBytes:    maxHeader,
+		MaxHeaderBytes:    opts.Settings.Limits.MaxHeaderBytes,
 		IdleTimeout:       keepAliveIdle,
 		ErrorLog:          log.New(debugWriter{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
@@ -185,11 +177,10 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	return s.Serve(tls.NewListener(ln, cfg))
 }
 
-// Reload swaps in settings compiled from cfg and p. Open tunnels keep the
-// settings they started with; new connections get the new ones. On error
-// nothing changes.
-func (s *Server) Reload(cfg *config.Config, p *policy.Policy) error {
-	st, err := compileSettings(cfg, p)
+// Reload swaps in new settings. Open tunnels keep the settings they started
+// with; new connections get the new ones. On error nothing changes.
+func (s *Server) Reload(in Settings) error {
+	st, err := compileSettings(in)
 	if err != nil {
 		return err
 	}
@@ -199,19 +190,7 @@ func (s *Server) Reload(cfg *config.Config, p *policy.Policy) error {
 	return nil
 }
 
-// SetPolicy swaps in a new policy, keeping the other settings.
-func (s *Server) SetPolicy(p *policy.Policy) {
-	for {
-		old := s.cur.Load()
-		st := *old
-		st.pol = p
-		if s.cur.CompareAndSwap(old, &st) {
-			return
-		}
-	}
-}
-
-// Policy returns the running policy.
+// Policy returns the running default profile's policy.
 func (s *Server) Policy() *policy.Policy { return s.cur.Load().pol }
 
 // ActiveTunnels returns the number of open tunnels.

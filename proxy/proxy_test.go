@@ -20,7 +20,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/arcfence/arcfence/certs"
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -154,8 +153,8 @@ func closedAfter(t *testing.T, c net.Conn, br *bufio.Reader) {
 
 func TestRefusalsOnTheWire(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) {
-		c.AllowRanges = []string{"127.0.0.0/8"}
+	e := newEnv(t, func(c *envConfig) {
+		c.AllowRanges = prefixes("127.0.0.0/8")
 	})
 	for _, tc := range []struct {
 		target string
@@ -208,7 +207,7 @@ func TestRefusalsOnTheWire(t *testing.T) {
 
 func TestPrivateAddressNeedsAllowRanges(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.AllowRanges = nil })
+	e := newEnv(t, func(c *envConfig) { c.AllowRanges = nil })
 	e.tlsOrigin("management.azure.com", protoHandler())
 	_, _, resp := e.connect("management.azure.com:443")
 	e.refusal(t, resp, "management.azure.com", 443, policy.PrivateAddress)
@@ -219,7 +218,7 @@ func TestPrivateAddressNeedsAllowRanges(t *testing.T) {
 
 func TestIPLiteral(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *envConfig) {
 		c.Allow = append(c.Allow, "127.0.0.14:443")
 	})
 	e.rawOrigin("raw.arcfence.test", 443, echo)
@@ -240,7 +239,7 @@ func (l learnedSet) Learned(a netip.Addr) bool { return l[a.String()] }
 
 func TestLearnedAddressAdmitted(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.DNS.AdmitLearnedAddresses = true })
+	e := newEnv(t, func(c *envConfig) { c.AdmitLearned = true })
 	e.s.learned = learnedSet{"127.0.0.14": true}
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	c := e.tunnel("127.0.0.14:443")
@@ -255,7 +254,7 @@ func TestLearnedAddressAdmitted(t *testing.T) {
 
 func TestClientNotAllowed(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Clients = []string{"127.0.0.1/32"} })
+	e := newEnv(t, func(c *envConfig) { c.Clients = prefixes("127.0.0.1/32") })
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: wait}
 	c, err := d.Dial("tcp", e.addr)
 	if err != nil {
@@ -281,7 +280,7 @@ func TestClientNotAllowed(t *testing.T) {
 
 func TestLimitTunnelsPerClient(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.MaxTunnelsPerClient = 1 })
+	e := newEnv(t, func(c *envConfig) { c.Limits.MaxTunnelsPerClient = 1 })
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	first := e.tunnel("raw.arcfence.test:443")
 	_, _, resp := e.connect("raw.arcfence.test:443")
@@ -302,7 +301,7 @@ func TestLimitTunnelsPerClient(t *testing.T) {
 
 func TestLearnMode(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Mode = config.ModeLearn })
+	e := newEnv(t, func(c *envConfig) { c.Mode = policy.ModeLearn })
 	e.rawOrigin("raw.arcfence.test", 8443, echo)
 	e.tlsOrigin("login.microsoftonline.com", protoHandler())
 	// Not in the allowlist (a port no row has): proceeds, logged as would deny.
@@ -401,7 +400,7 @@ func TestSNI(t *testing.T) {
 
 func TestSNILogMode(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.SNI = config.SNILog })
+	e := newEnv(t, func(c *envConfig) { c.SNI = SNILog })
 	e.tlsOrigin("management.azure.com", protoHandler())
 	c := e.tunnel("management.azure.com:443")
 	tc := tls.Client(c, &tls.Config{ServerName: "login.microsoftonline.com", InsecureSkipVerify: true})
@@ -468,7 +467,7 @@ func (s *recordSplitConn) Write(b []byte) (int, error) {
 
 func TestBadInput(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *envConfig) {
 		c.Limits.HeaderTimeout = 500 * time.Millisecond
 	})
 	e.rawOrigin("raw.arcfence.test", 443, echo)
@@ -549,7 +548,7 @@ func isTimeout(err error) bool {
 
 func TestFaults(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.DialTimeout = 300 * time.Millisecond })
+	e := newEnv(t, func(c *envConfig) { c.Limits.DialTimeout = 300 * time.Millisecond })
 	t.Run("origin-refuses", func(t *testing.T) {
 		ln := e.listenOn("refused.his.arc.azure.com")
 		addr := ln.Addr().String()
@@ -636,7 +635,7 @@ func TestFaults(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Limits.TunnelIdleTimeout = 200 * time.Millisecond })
+	e := newEnv(t, func(c *envConfig) { c.Limits.TunnelIdleTimeout = 200 * time.Millisecond })
 	e.rawOrigin("raw.arcfence.test", 443, echo)
 	c := e.tunnel("raw.arcfence.test:443")
 	fmt.Fprint(c, "ping")
@@ -724,11 +723,7 @@ func TestReloadKeepsTunnels(t *testing.T) {
 	// Valid: raw.arcfence.test is no longer allowed for new tunnels.
 	cfg := e.cfg
 	cfg.Allow = []string{"plain.arcfence.test:80"}
-	pol, err := policy.Compile(cfg.Policy(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.s.Reload(&cfg, pol); err != nil {
+	if err := e.s.Reload(cfg.settings(t)); err != nil {
 		t.Fatal(err)
 	}
 	ping()
@@ -736,14 +731,12 @@ func TestReloadKeepsTunnels(t *testing.T) {
 	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != "not-in-allowlist" {
 		t.Fatalf("new tunnel after reload: %s %q", resp.Status, resp.Header.Get(HeaderReason))
 	}
-	// Invalid: refused, the running settings stay.
-	bad := cfg
-	bad.SNI = "sometimes"
-	if err := e.s.Reload(&bad, pol); err == nil {
-		t.Fatal("invalid settings accepted")
+	// Invalid (no policy): refused, the running settings stay.
+	if err := e.s.Reload(Settings{SNI: SNILog}); err == nil {
+		t.Fatal("settings without a policy accepted")
 	}
 	ping()
-	if e.s.cur.Load().sni != sniEnforce {
+	if e.s.cur.Load().sni != SNIEnforce {
 		t.Fatal("settings changed by a failed reload")
 	}
 }
@@ -935,7 +928,7 @@ func TestParseConnectHead(t *testing.T) {
 // entry) takes a ClientHello naming an allowed name, not another name.
 func TestSNIForIPTarget(t *testing.T) {
 	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.Allow = append(c.Allow, "127.0.0.14:443") })
+	e := newEnv(t, func(c *envConfig) { c.Allow = append(c.Allow, "127.0.0.14:443") })
 	e.tlsOrigin("raw.arcfence.test", protoHandler())
 	for _, tc := range []struct {
 		sni string

@@ -2,44 +2,106 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/policy"
 )
 
-// Defaults used when a limit is zero in the configuration.
 const (
-	defaultHeaderTimeout  = 10 * time.Second
-	defaultMaxHeaderBytes = 32 << 10
-	defaultDialTimeout    = 10 * time.Second
 	// keepAliveIdle closes client keep-alive connections (plain HTTP) idle this long.
 	keepAliveIdle = 2 * time.Minute
 	// retryAfter is the Retry-After value, in seconds, of 429 answers.
 	retryAfter = "5"
 )
 
-// sniMode is the sni key: what the ClientHello check does.
-type sniMode uint8
+// SNIMode is what the ClientHello check of TLS tunnels does (the sni key).
+type SNIMode uint8
 
+// SNI check modes.
 const (
-	sniEnforce sniMode = iota // close mismatching tunnels
-	sniLog                    // log, let the tunnel proceed
-	sniOff                    // do not inspect
+	// SNIEnforce closes tunnels whose ClientHello names another host. The zero value.
+	SNIEnforce SNIMode = iota
+	// SNILog logs a mismatch and lets the tunnel proceed.
+	SNILog
+	// SNIOff does not inspect the first bytes.
+	SNIOff
 )
 
-// settings is the immutable, compiled form of everything the proxy reads per
-// connection. A reload builds a new one off the hot path and swaps it in.
+// String returns the mode as the configuration spells it.
+func (m SNIMode) String() string {
+	switch m {
+	case SNILog:
+		return "log"
+	case SNIOff:
+		return "off"
+	}
+	return "enforce"
+}
+
+// ParseSNIMode parses the configuration's spelling of an SNI mode.
+func ParseSNIMode(s string) (SNIMode, error) {
+	for _, m := range []SNIMode{SNIEnforce, SNILog, SNIOff} {
+		if s == m.String() {
+			return m, nil
+		}
+	}
+	return SNIEnforce, fmt.Errorf("unknown value %q; expected one of enforce, log, off", s)
+}
+
+// Limits bound what clients may hold (the limits keys).
+type Limits struct {
+	// HeaderTimeout is the time to read a request's headers; positive.
+	// It applies at New only.
+	HeaderTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers; positive. It applies at
+	// New only.
+	MaxHeaderBytes int
+	// DialTimeout bounds a dial to an origin; positive.
+	DialTimeout time.Duration
+	// MaxTunnels bounds open tunnels in total; 0 = no limit.
+	MaxTunnels int
+	// MaxTunnelsPerClient bounds open tunnels per client address; 0 = no limit.
+	MaxTunnelsPerClient int
+	// TunnelIdleTimeout closes a tunnel idle that long; 0 = never.
+	TunnelIdleTimeout time.Duration
+}
+
+// Settings are everything the proxy reads per connection, typed and
+// validated by the caller (internal/config builds them from the config
+// keys); the proxy trusts them. Reload swaps a whole Settings.
+type Settings struct {
+	// Profiles pick the policy and mode of a client address; an address in
+	// no profile is refused with client-not-allowed. Required.
+	Profiles *policy.Profiles
+	// SNI is the ClientHello check of TLS tunnels.
+	SNI SNIMode
+	// AllowRanges are destination prefixes exempt from the private-address
+	// guard (masked, IPv4 as 4-byte addresses).
+	AllowRanges []netip.Prefix
+	// Resolver is the host:port of the DNS server for the proxy's own
+	// lookups; "" means the system's.
+	Resolver string
+	// Limits are the limits keys.
+	Limits Limits
+	// TunnelsInfo logs tunnel close lines at info instead of debug.
+	TunnelsInfo bool
+	// AdmitLearned admits IP-literal CONNECTs to addresses the DNS filter
+	// handed out for allowed names (dns.admit_learned_addresses).
+	AdmitLearned bool
+}
+
+// settings is the immutable, compiled form of Settings. A reload builds a
+// new one off the hot path and swaps it in.
 type settings struct {
-	pol          *policy.Policy
-	mode         string // config.ModeEnforce or config.ModeLearn
+	profiles     *policy.Profiles
+	pol          *policy.Policy // the default profile's
+	mode         string         // the default profile's mode, as logged
 	learn        bool
-	sni          sniMode
-	clients      []netip.Prefix
+	sni          SNIMode
 	allowRanges  []netip.Prefix
 	headerTO     time.Duration
 	dialTO       time.Duration
@@ -52,74 +114,31 @@ type settings struct {
 	admitLearned bool
 }
 
-// compileSettings validates the proxy's part of cfg and compiles it with p.
-func compileSettings(cfg *config.Config, p *policy.Policy) (*settings, error) {
-	if p == nil {
-		return nil, fmt.Errorf("proxy: no policy")
+// compileSettings builds the per-connection form of in.
+func compileSettings(in Settings) (*settings, error) {
+	if in.Profiles == nil || in.Profiles.Default() == nil || in.Profiles.Default().Policy == nil {
+		return nil, errors.New("proxy: no policy")
 	}
-	st := &settings{pol: p, admitLearned: cfg.DNS.AdmitLearnedAddresses}
-	switch cfg.Mode {
-	case config.ModeEnforce, "":
-		st.mode = config.ModeEnforce
-	case config.ModeLearn:
-		st.mode, st.learn = config.ModeLearn, true
-	default:
-		return nil, fmt.Errorf("mode: %q is not allowed; expect %q or %q", cfg.Mode, config.ModeEnforce, config.ModeLearn)
+	def := in.Profiles.Default()
+	st := &settings{
+		profiles:     in.Profiles,
+		pol:          def.Policy,
+		mode:         def.Mode.String(),
+		learn:        def.Mode == policy.ModeLearn,
+		sni:          in.SNI,
+		allowRanges:  in.AllowRanges,
+		headerTO:     in.Limits.HeaderTimeout,
+		dialTO:       in.Limits.DialTimeout,
+		maxTunnels:   in.Limits.MaxTunnels,
+		maxPerClient: in.Limits.MaxTunnelsPerClient,
+		idleTO:       in.Limits.TunnelIdleTimeout,
+		resolverAddr: in.Resolver,
+		resolver:     net.DefaultResolver,
+		tunnelsInfo:  in.TunnelsInfo,
+		admitLearned: in.AdmitLearned,
 	}
-	switch cfg.SNI {
-	case config.SNIEnforce, "":
-		st.sni = sniEnforce
-	case config.SNILog:
-		st.sni = sniLog
-	case config.SNIOff:
-		st.sni = sniOff
-	default:
-		return nil, fmt.Errorf("sni: %q is not allowed; expect %q, %q or %q", cfg.SNI, config.SNIEnforce, config.SNILog, config.SNIOff)
-	}
-	var err error
-	if st.clients, err = parsePrefixes("clients", cfg.Clients); err != nil {
-		return nil, err
-	}
-	if st.allowRanges, err = parsePrefixes("allow_ranges", cfg.AllowRanges); err != nil {
-		return nil, err
-	}
-	l := cfg.Limits
-	for _, c := range []struct {
-		key string
-		v   time.Duration
-	}{{"limits.header_timeout", l.HeaderTimeout}, {"limits.dial_timeout", l.DialTimeout},
-		{"limits.tunnel_idle_timeout", l.TunnelIdleTimeout}, {"limits.shutdown_grace", l.ShutdownGrace}} {
-		if c.v < 0 {
-			return nil, fmt.Errorf("%s: %v is negative; use 0 or a positive duration such as 10s", c.key, c.v)
-		}
-	}
-	for _, c := range []struct {
-		key string
-		v   int
-	}{{"limits.max_header_bytes", l.MaxHeaderBytes}, {"limits.max_tunnels", l.MaxTunnels},
-		{"limits.max_tunnels_per_client", l.MaxTunnelsPerClient}} {
-		if c.v < 0 {
-			return nil, fmt.Errorf("%s: %d is negative; use 0 (the default or no limit) or a positive number", c.key, c.v)
-		}
-	}
-	st.headerTO = orDuration(l.HeaderTimeout, defaultHeaderTimeout)
-	st.dialTO = orDuration(l.DialTimeout, defaultDialTimeout)
-	st.maxTunnels, st.maxPerClient, st.idleTO = l.MaxTunnels, l.MaxTunnelsPerClient, l.TunnelIdleTimeout
-	switch strings.ToLower(cfg.Log.Tunnels) {
-	case "", "debug":
-	case "info":
-		st.tunnelsInfo = true
-	default:
-		return nil, fmt.Errorf("log.tunnels: %q is not allowed; expect \"debug\" or \"info\"", cfg.Log.Tunnels)
-	}
-	st.resolverAddr = cfg.Resolver
-	st.resolver = net.DefaultResolver
-	if cfg.Resolver != "" {
-		h, port, err := net.SplitHostPort(cfg.Resolver)
-		if err != nil || port == "" {
-			return nil, fmt.Errorf("resolver: %q is not host:port; write e.g. 127.0.0.1:53", cfg.Resolver)
-		}
-		addr := net.JoinHostPort(h, port)
+	if in.Resolver != "" {
+		addr := in.Resolver
 		st.resolver = &net.Resolver{
 			PreferGo: true,
 			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -131,42 +150,8 @@ func compileSettings(cfg *config.Config, p *policy.Policy) (*settings, error) {
 	return st, nil
 }
 
-func orDuration(v, def time.Duration) time.Duration {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
-// parsePrefixes parses CIDRs or bare addresses (a bare address is a /32 or /128).
-func parsePrefixes(key string, list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if strings.IndexByte(s, '/') < 0 {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %q is not a CIDR or an IP address; write e.g. 10.0.0.0/8", key, s)
-			}
-			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %q is not a CIDR or an IP address; write e.g. 10.0.0.0/8", key, s)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
-}
-
-// clientAllowed reports whether a is inside one of the clients prefixes.
+// clientAllowed reports whether a is a client of some profile.
 func (st *settings) clientAllowed(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range st.clients {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	_, ok := st.profiles.For(a)
+	return ok
 }

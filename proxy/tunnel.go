@@ -458,7 +458,7 @@ func (t *tunnel) sniMatches(sni []byte) bool {
 // refuseInTunnel handles a refusal found in a tunnel's first bytes. It
 // reports whether the tunnel may go on (learn mode, sni: log).
 func (t *tunnel) refuseInTunnel(r policy.Reason) bool {
-	proceed := t.st.learn || t.st.sni == sniLog
+	proceed := t.st.learn || t.st.sni == SNILog
 	t.s.refused(t.clientIP, t.dec.Host, t.dec.Port, r, proceed)
 	if proceed {
 		return true

@@ -34,7 +34,6 @@ import (
 
 	"github.com/arcfence/arcfence/dnsfilter"
 	"github.com/arcfence/arcfence/internal/config"
-	"github.com/arcfence/arcfence/policy"
 	"github.com/arcfence/arcfence/proxy"
 )
 
@@ -161,12 +160,12 @@ func runProxy() int {
 	cfg.AllowRanges = []string{"127.0.0.0/8"}
 	cfg.Limits.MaxTunnels = 1 << 20
 	cfg.Limits.MaxTunnelsPerClient = 1 << 20
-	pol, err := policy.Compile(cfg.Policy(), nil)
+	rt, err := config.Build(&cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s, err := proxy.New(proxy.Options{Config: cfg, Policy: pol, Logger: zerolog.Nop()})
+	s, err := proxy.New(proxy.Options{Settings: rt.Proxy, Logger: zerolog.Nop()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -179,7 +178,7 @@ func runProxy() int {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	f, err := dnsfilter.New(dnsfilter.Options{Listen: "127.0.0.1:0", Upstreams: []string{os.Getenv("SOAK_UPSTREAM")},
-		Policy: pol, Logger: zerolog.Nop(), CacheSize: 1000})
+		Policy: rt.Policy(), Logger: zerolog.Nop(), CacheSize: 1000})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/arcfence/arcfence/internal/config"
+
 	"github.com/spf13/cobra"
 )
 
@@ -12,7 +14,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	addConfigFlags(root)
+	config.AddFlags(root.PersistentFlags())
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newExplainCmd())
 	root.AddCommand(newConfigCmd())

@@ -10,10 +10,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/servicebus"
 	"github.com/arcfence/arcfence/policy"
 )
@@ -116,45 +114,4 @@ its names then replace the wide *.servicebus.windows.net rows (the azgn* row sta
 	f.StringVar(&baseURL, "base-url", "", "allowlist URL without query (a mirror); default: "+servicebus.DefaultBaseURL)
 	_ = f.MarkHidden("base-url")
 	return c
-}
-
-// servicebusRefresher returns what `serve` runs for servicebus.refresh: a
-// Refresher that re-fetches the allowlist of the configured regions every
-// period (directly: arcfence itself has the egress), saves each new list to
-// servicebus.allowlist_file and then calls changed, which should trigger a
-// reload (config.Compile reads the file). A failed fetch keeps the last good
-// list. It returns nil when servicebus.refresh is 0. Run it as a component:
-// its Run(ctx) returns nil when ctx ends.
-func servicebusRefresher(cfg *config.Config, pol *policy.Policy, log zerolog.Logger, changed func()) (*servicebus.Refresher, error) {
-	return newServicebusRefresher(cfg, pol, log, changed, servicebus.RefresherConfig{})
-}
-
-// newServicebusRefresher is servicebusRefresher with the client, base URL
-// and clock of base (tests set them).
-func newServicebusRefresher(cfg *config.Config, pol *policy.Policy, log zerolog.Logger, changed func(), base servicebus.RefresherConfig) (*servicebus.Refresher, error) {
-	if cfg.Servicebus.Refresh <= 0 {
-		return nil, nil
-	}
-	if cfg.Servicebus.AllowlistFile == "" {
-		return nil, errors.New("servicebus.refresh: set servicebus.allowlist_file (the file the fetched list is written to)")
-	}
-	initial, err := servicebus.ReadFile(cfg.Servicebus.AllowlistFile)
-	if err != nil {
-		return nil, err
-	}
-	if base.Client == nil {
-		base.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-			Proxy: nil, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}, TLSHandshakeTimeout: 30 * time.Second}}
-	}
-	base.Regions = pol.Regions()
-	base.Period = cfg.Servicebus.Refresh
-	base.File = cfg.Servicebus.AllowlistFile
-	base.Initial = initial
-	base.Log = log
-	base.OnUpdate = func([]string) {
-		if changed != nil {
-			changed()
-		}
-	}
-	return servicebus.NewRefresher(base)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -15,11 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/servicebus"
 	"github.com/arcfence/arcfence/internal/testpki"
 )
@@ -153,65 +147,5 @@ func TestServicebusFetchCmd(t *testing.T) {
 	_, err = run(t, "servicebus", "fetch", "--region", "eastus2", "--proxy", "http://"+addr, "-o", out)
 	if err == nil || !strings.Contains(err.Error(), "403 Forbidden (explicit-deny)") || !strings.Contains(err.Error(), "--direct") || count() != 1 {
 		t.Fatalf("through a refusing proxy: err = %v (%d requests)", err, count())
-	}
-}
-
-// TestServicebusRefresherWiring: with servicebus.refresh set, serve's
-// refresher starts from the saved file, writes a new answer to it and asks
-// for a reload; a bad answer leaves the file alone and asks for nothing.
-func TestServicebusRefresherWiring(t *testing.T) {
-	ca := testpki.NewCA(t)
-	answer := `["azgnrelay-eastus2-l9.servicebus.windows.net"]`
-	var mu sync.Mutex
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		io.WriteString(w, answer)
-	}))
-	srv.TLS = ca.ServerConfig(t, "127.0.0.1")
-	srv.StartTLS()
-	defer srv.Close()
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}
-	defer tr.CloseIdleConnections()
-
-	file := filepath.Join(t.TempDir(), "servicebus.json")
-	if err := servicebus.WriteFile(file, []string{"old.servicebus.windows.net"}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Offerings = []string{"servers"}
-	cfg.Features = []string{"ssh"}
-	cfg.Servicebus.AllowlistFile = file
-	pol, err := config.Compile(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := servicebusRefresher(&cfg, pol, zerolog.Nop(), nil); r != nil || err != nil {
-		t.Fatalf("refresh 0: %v, %v; want nothing to run", r, err)
-	}
-	cfg.Servicebus.Refresh = time.Hour
-	changed := 0
-	r, err := newServicebusRefresher(&cfg, pol, zerolog.Nop(), func() { changed++ },
-		servicebus.RefresherConfig{Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, BaseURL: srv.URL + "/urls/allowlist"})
-	if err != nil || r == nil {
-		t.Fatalf("newServicebusRefresher: %v", err)
-	}
-	if got := r.Names(); !slices.Equal(got, []string{"old.servicebus.windows.net"}) {
-		t.Fatalf("initial names = %v", got)
-	}
-	if err := r.Refresh(context.Background()); err != nil || changed != 1 {
-		t.Fatalf("Refresh: %v, changed %d", err, changed)
-	}
-	if got, _ := servicebus.ReadFile(file); !slices.Equal(got, []string{"azgnrelay-eastus2-l9.servicebus.windows.net"}) {
-		t.Fatalf("file after refresh = %v", got)
-	}
-	mu.Lock()
-	answer = `<html>oops</html>`
-	mu.Unlock()
-	if err := r.Refresh(context.Background()); err == nil || changed != 1 {
-		t.Fatalf("bad answer: %v, changed %d", err, changed)
-	}
-	if got, _ := servicebus.ReadFile(file); !slices.Equal(got, []string{"azgnrelay-eastus2-l9.servicebus.windows.net"}) {
-		t.Fatalf("file after a bad answer = %v", got)
 	}
 }

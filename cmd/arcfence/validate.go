@@ -28,7 +28,7 @@ when the configuration is invalid.`,
 			return enc.Encode(out)
 		},
 	}
-	addServeFlags(validate)
+	config.AddServeFlags(validate.Flags())
 	c.AddCommand(validate)
 	return c
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/arcfence/arcfence/internal/audit"
-	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
 )
 
@@ -29,9 +28,9 @@ import (
 type Options struct {
 	// Listen is the address to listen on (admin.listen), host:port.
 	Listen string
-	// Clients are CIDRs or addresses allowed besides loopback
-	// (admin.clients); empty means loopback only.
-	Clients []string
+	// Clients are the prefixes allowed besides loopback (admin.clients,
+	// masked); empty means loopback only.
+	Clients []netip.Prefix
 	// Pprof serves /debug/pprof (admin.pprof).
 	Pprof bool
 	// Metrics is served at /metrics; nil means /metrics answers 404.
@@ -59,23 +58,10 @@ type Server struct {
 	once    sync.Once
 }
 
-// ParseClients parses admin.clients: CIDRs or single addresses, with the
-// parser the rest of the config uses (config.ParsePrefix).
-func ParseClients(list []string) ([]netip.Prefix, error) {
-	p, err := config.ParsePrefixes(list)
-	if err != nil {
-		return nil, fmt.Errorf("admin.clients: %w", err)
-	}
-	return p, nil
-}
-
 // New binds o.Listen and serves on it in a goroutine of its own until
 // Close. A port already in use is an error that says so.
 func New(o Options) (*Server, error) {
-	clients, err := ParseClients(o.Clients)
-	if err != nil {
-		return nil, err
-	}
+	clients := o.Clients
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +160,7 @@ func TestReadyzFollowsReloads(t *testing.T) {
 }
 
 func TestLearned(t *testing.T) {
-	l := audit.NewWithOptions(zerolog.Nop(), audit.Options{})
+	l := audit.NewWithOptions(zerolog.Nop(), audit.Options{FoldWindow: time.Minute})
 	l.Refused(audit.Event{Component: audit.ComponentProxy, Client: "10.0.0.1", Host: "a.example.com", Port: 443,
 		Reason: policy.NotInAllowlist, Mode: "learn", Proceeded: true})
 	l.Close()
@@ -209,15 +210,15 @@ func TestClients(t *testing.T) {
 		{"mapped loopback", nil, "[::ffff:127.0.0.1]:5000", 200},
 		{"remote refused", nil, "192.0.2.10:5000", 403},
 		{"remote listed by CIDR", []string{"192.0.2.0/24"}, "192.0.2.10:5000", 200},
-		{"remote listed by address", []string{"192.0.2.10"}, "192.0.2.10:5000", 200},
+		{"remote listed by address", []string{"192.0.2.10/32"}, "192.0.2.10:5000", 200},
 		{"remote outside list", []string{"192.0.2.0/24"}, "198.51.100.1:5000", 403},
 		{"v6 listed", []string{"2001:db8::/32"}, "[2001:db8::5]:5000", 200},
 		{"garbage remote", nil, "nonsense", 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := ParseClients(tc.clients)
-			if err != nil {
-				t.Fatal(err)
+			var p []netip.Prefix
+			for _, c := range tc.clients {
+				p = append(p, netip.MustParsePrefix(c))
 			}
 			s := &Server{clients: p}
 			h := s.guard(Handler(Options{}))
@@ -229,9 +230,6 @@ func TestClients(t *testing.T) {
 				t.Fatalf("%d, want %d: %s", rec.Code, tc.want, rec.Body)
 			}
 		})
-	}
-	if _, err := ParseClients([]string{"not-an-ip"}); err == nil || !strings.Contains(err.Error(), "admin.clients") {
-		t.Fatalf("bad client: %v", err)
 	}
 }
 

@@ -48,17 +48,18 @@ func startWorld(t *testing.T, mode string, allow []string) *world {
 	for i, a := range cfg.Allow {
 		cfg.Allow[i] = strings.ReplaceAll(a, "ORIGIN", origin.Listener.Addr().String())
 	}
-	p, err := config.Compile(&cfg)
+	rt, err := config.Build(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := rt.Policy()
 	logger := zerolog.New(zerolog.NewTestWriter(t))
 	m := metrics.New()
-	al := audit.NewWithOptions(logger, audit.Options{Metrics: m, Hint: audit.PolicyHint(func() *policy.Policy { return p })})
+	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Metrics: m, Hint: audit.PolicyHint(func() *policy.Policy { return p })})
 	ready := admin.NewReadiness(m)
 	ready.Expect("proxy")
-	ready.Loaded(admin.Hash(cfg), time.Now())
-	px, err := proxy.New(proxy.Options{Config: cfg, Policy: p, Logger: logger, Audit: al, Metrics: m})
+	ready.Loaded(rt.Hash, time.Now())
+	px, err := proxy.New(proxy.Options{Settings: rt.Proxy, Logger: logger, Audit: al, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func value(t *testing.T, body, prefix string) float64 {
 // TestMetricsAfterProxyTraffic: decisions, tunnels and bytes on /metrics
 // after real CONNECTs through the proxy.
 func TestMetricsAfterProxyTraffic(t *testing.T) {
-	w := startWorld(t, config.ModeEnforce, []string{"ORIGIN"})
+	w := startWorld(t, "enforce", []string{"ORIGIN"})
 	for range 2 {
 		if code, body := w.through(t, "https://"+w.origin.Listener.Addr().String()+"/"); code != 200 || body != "hello from the origin\n" {
 			t.Fatalf("allowed GET: %d %q", code, body)
@@ -213,7 +214,7 @@ func TestMetricsAfterProxyTraffic(t *testing.T) {
 // TestLearnedAfterProxyTraffic: in learn mode, what the allowlist lacks is
 // let through and served at /learned; guards stay refused.
 func TestLearnedAfterProxyTraffic(t *testing.T) {
-	w := startWorld(t, config.ModeLearn, nil)
+	w := startWorld(t, "learn", nil)
 	origin := w.origin.Listener.Addr().String()
 	// An IP literal no allow entry names: learn mode lets it through.
 	if code, body := w.through(t, "https://"+origin+"/"); code != 200 || body != "hello from the origin\n" {

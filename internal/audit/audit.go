@@ -64,8 +64,6 @@ const (
 
 // Defaults of Options.
 const (
-	// DefaultFoldWindow is log.fold_window's default.
-	DefaultFoldWindow = 60 * time.Second
 	// DefaultMaxKeys bounds the keys tracked for folding.
 	DefaultMaxKeys = 10000
 	// DefaultMaxPending bounds the lines waiting for the writer.
@@ -100,9 +98,10 @@ type Event struct {
 
 // Options configure a folding Log. The zero value means the defaults.
 type Options struct {
-	// FoldWindow is the window in which repeats are folded; 0 means
-	// DefaultFoldWindow; a negative value turns folding off (every refusal
-	// is its own line, still written by the Log's goroutine).
+	// FoldWindow is the window in which repeats are folded; 0 (or a
+	// negative value) turns folding off: every refusal is its own line,
+	// still written by the Log's goroutine. (log.fold_window's default
+	// lives in internal/config.)
 	FoldWindow time.Duration
 	// MaxKeys bounds the keys tracked for folding; 0 means DefaultMaxKeys.
 	// A new key beyond it writes the oldest key's summary early (nothing is
@@ -230,9 +229,6 @@ func NewWithOptions(logger zerolog.Logger, o Options) *Log {
 		unitemized: map[unitemizedKey]*unitemizedCount{},
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
-	}
-	if l.window == 0 {
-		l.window = DefaultFoldWindow
 	}
 	if l.maxKeys <= 0 {
 		l.maxKeys = DefaultMaxKeys

@@ -97,7 +97,7 @@ func TestRefusalLineFields(t *testing.T) {
 						var buf lineBuf
 						var l *Log
 						if folding {
-							l = NewWithOptions(newLogger(&buf), Options{Hint: stubHint})
+							l = NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Hint: stubHint})
 						} else {
 							l = New(newLogger(&buf))
 							l.hint = stubHint
@@ -156,7 +156,7 @@ func TestRefusalLineFields(t *testing.T) {
 
 func TestHintFields(t *testing.T) {
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{Hint: stubHint})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Hint: stubHint})
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "eastus2.obo.arc.azure.com", Port: 8084,
 		Reason: policy.NotInAllowlist, Mode: "enforce"})
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "westeurope.login.microsoft.com", Port: 443,
@@ -192,7 +192,7 @@ func TestFoldTenThousand(t *testing.T) {
 	for _, mode := range []string{"enforce", "learn"} {
 		t.Run(mode, func(t *testing.T) {
 			var buf lineBuf
-			l := NewWithOptions(newLogger(&buf), Options{})
+			l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute})
 			ev := Event{Component: ComponentProxy, Client: "10.0.0.7", Host: "retry.example.com", Port: 443,
 				Reason: policy.NotInAllowlist, Mode: mode, Proceeded: mode == "learn"}
 			const n, workers = 10000, 8
@@ -274,7 +274,7 @@ func waitLines(t *testing.T, buf *lineBuf, n int) {
 // make a key of their own.
 func TestFoldKeys(t *testing.T) {
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute})
 	base := Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "h.example.com", Port: 443,
 		Reason: policy.NotInAllowlist, Mode: "enforce"}
 	variants := []Event{base}
@@ -310,7 +310,7 @@ func TestFoldKeys(t *testing.T) {
 // early; memory stays bounded and no count is lost.
 func TestMaxKeysFlushes(t *testing.T) {
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{MaxKeys: 10})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, MaxKeys: 10})
 	const keys, repeats = 100, 5
 	for i := range keys {
 		for range repeats {
@@ -359,7 +359,7 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 // returns, and once it is released every refusal is accounted for.
 func TestSlowWriterNeverBlocksNorLoses(t *testing.T) {
 	w := &blockingWriter{release: make(chan struct{})}
-	l := NewWithOptions(newLogger(w), Options{MaxKeys: 16, MaxPending: 8})
+	l := NewWithOptions(newLogger(w), Options{FoldWindow: time.Minute, MaxKeys: 16, MaxPending: 8})
 	const keys = 200
 	done := make(chan struct{})
 	go func() {
@@ -396,7 +396,7 @@ func TestSlowWriterNeverBlocksNorLoses(t *testing.T) {
 
 func TestLearned(t *testing.T) {
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{Hint: stubHint, MaxLearned: 2})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Hint: stubHint, MaxLearned: 2})
 	k8s := Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "eastus2.dp.kubernetesconfiguration.azure.com",
 		Port: 443, Reason: policy.NotInAllowlist, Mode: "learn", Proceeded: true}
 	for range 5 {
@@ -436,7 +436,7 @@ func TestLearned(t *testing.T) {
 
 func TestRefusedAfterClose(t *testing.T) {
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute})
 	l.Close()
 	l.Close()
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "h.example.com", Port: 443,
@@ -448,7 +448,7 @@ func TestRefusedAfterClose(t *testing.T) {
 
 func TestNoFolding(t *testing.T) {
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: -1})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: 0})
 	for range 5 {
 		l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "h.example.com", Port: 443,
 			Reason: policy.NotInAllowlist, Mode: "enforce"})
@@ -463,7 +463,7 @@ func TestNoFolding(t *testing.T) {
 // BenchmarkRefusedRepeat is the hot path of a retrying client: a repeat
 // folded into its key's window.
 func BenchmarkRefusedRepeat(b *testing.B) {
-	l := NewWithOptions(zerolog.New(io.Discard), Options{})
+	l := NewWithOptions(zerolog.New(io.Discard), Options{FoldWindow: time.Minute})
 	defer l.Close()
 	ev := Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "h.example.com", Port: 443,
 		Reason: policy.NotInAllowlist, Mode: "enforce"}
@@ -478,7 +478,7 @@ func BenchmarkRefusedRepeat(b *testing.B) {
 // BenchmarkRefusedDistinct refuses a new destination each time (a scan),
 // with the key cap forcing early summaries.
 func BenchmarkRefusedDistinct(b *testing.B) {
-	l := NewWithOptions(zerolog.New(io.Discard), Options{})
+	l := NewWithOptions(zerolog.New(io.Discard), Options{FoldWindow: time.Minute})
 	defer l.Close()
 	hosts := make([]string, 1<<16)
 	for i := range hosts {
@@ -504,7 +504,7 @@ func (slowWriter) Write(p []byte) (int, error) {
 // BenchmarkRefusedSlowWriter: the caller's cost does not include the
 // writer's (1ms per line): new destinations every call.
 func BenchmarkRefusedSlowWriter(b *testing.B) {
-	l := NewWithOptions(zerolog.New(slowWriter{}), Options{})
+	l := NewWithOptions(zerolog.New(slowWriter{}), Options{FoldWindow: time.Minute})
 	hosts := make([]string, 1<<12)
 	for i := range hosts {
 		hosts[i] = fmt.Sprintf("h%d.example.com", i)

@@ -105,11 +105,11 @@ func TestCheckThroughArcfence(t *testing.T) {
 		hp("silent.arcfence.test", port(silent)),
 	}
 	cfg.Deny = []string{"denied.arcfence.test"}
-	pol, err := config.Compile(&cfg)
+	rt, err := config.Build(&cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.New(proxy.Options{Config: cfg, Policy: pol, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	srv, err := proxy.New(proxy.Options{Settings: rt.Proxy, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestCheckThroughArcfence(t *testing.T) {
 		}
 	}()
 
-	targets, _, err := Targets(pol.Rules(), nil)
+	targets, _, err := Targets(rt.Policy().Rules(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

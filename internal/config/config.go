@@ -1,13 +1,23 @@
-// Package config is arcfence's typed configuration: the structure every
-// config key decodes into, its defaults, and its validation. It does not read
-// files or flags itself (cmd/arcfence does that through viper), so library
-// packages and tests can build a Config as a plain value.
+// Package config is the one home of arcfence's configuration: the keys and
+// their defaults (Config, Default), the flags that set them (AddFlags),
+// reading file + ARCFENCE_* environment + flags through viper (Source.Load),
+// and turning the keys into a typed, validated Runtime (Build): the compiled
+// policy and each component's settings value. Each key is parsed, defaulted
+// and validated here and nowhere else; the packages that run (proxy,
+// dnsfilter, admin, audit) take their settings typed and trust them.
+//
+// A field's `reload` tag says whether a reload applies it: "restart" means
+// the key is read only at start-up (RestartKeys names such keys when a
+// reload changes them); "restart:KEY" means it is read only at start-up
+// when KEY is set in the running configuration. No tag: applied at reload.
 package config
 
 import (
 	"time"
 
+	"github.com/arcfence/arcfence/dnsfilter"
 	"github.com/arcfence/arcfence/policy"
+	"github.com/arcfence/arcfence/proxy"
 )
 
 // Config is the whole configuration. Field tags are the config keys of the
@@ -15,11 +25,11 @@ import (
 // environment variables.
 type Config struct {
 	// Listen is the proxy listener (plain HTTP proxy protocol), host:port.
-	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen" reload:"restart"`
 	// Mode is "enforce" or "learn".
 	Mode string `mapstructure:"mode" yaml:"mode" json:"mode"`
 	// Regions are Azure region names.
-	Regions []string `mapstructure:"regions" yaml:"regions" json:"regions"`
+	Regions []string `mapstructure:"regions" yaml:"regions" json:"regions" reload:"restart:servicebus.refresh"`
 	// Offerings are the Arc offerings to admit.
 	Offerings []string `mapstructure:"offerings" yaml:"offerings" json:"offerings"`
 	// Features switch on conditional catalog rows.
@@ -80,22 +90,23 @@ type SCVMM struct {
 type Servicebus struct {
 	// AllowlistFile is a saved answer of the guestnotificationservice
 	// allowlist call; its names replace the wide *.servicebus.windows.net rows.
-	AllowlistFile string `mapstructure:"allowlist_file" yaml:"allowlist_file" json:"allowlist_file"`
+	AllowlistFile string `mapstructure:"allowlist_file" yaml:"allowlist_file" json:"allowlist_file" reload:"restart"`
 	// Refresh is the re-fetch period while serving; 0 = never.
-	Refresh time.Duration `mapstructure:"refresh" yaml:"refresh" json:"refresh"`
+	Refresh time.Duration `mapstructure:"refresh" yaml:"refresh" json:"refresh" reload:"restart"`
 }
 
 // Limits is limits.*.
 type Limits struct {
 	// HeaderTimeout is the time to read a request's headers.
-	HeaderTimeout time.Duration `mapstructure:"header_timeout" yaml:"header_timeout" json:"header_timeout"`
+	HeaderTimeout time.Duration `mapstructure:"header_timeout" yaml:"header_timeout" json:"header_timeout" reload:"restart"`
 	// MaxHeaderBytes bounds a request's headers.
-	MaxHeaderBytes int `mapstructure:"max_header_bytes" yaml:"max_header_bytes" json:"max_header_bytes"`
+	MaxHeaderBytes int `mapstructure:"max_header_bytes" yaml:"max_header_bytes" json:"max_header_bytes" reload:"restart"`
 	// DialTimeout bounds a dial to an origin.
 	DialTimeout time.Duration `mapstructure:"dial_timeout" yaml:"dial_timeout" json:"dial_timeout"`
-	// MaxTunnels bounds open tunnels in total.
+	// MaxTunnels bounds open tunnels in total; 0 = no limit of its own (the
+	// open-files limit still bounds it).
 	MaxTunnels int `mapstructure:"max_tunnels" yaml:"max_tunnels" json:"max_tunnels"`
-	// MaxTunnelsPerClient bounds open tunnels per client address.
+	// MaxTunnelsPerClient bounds open tunnels per client address; 0 = no limit.
 	MaxTunnelsPerClient int `mapstructure:"max_tunnels_per_client" yaml:"max_tunnels_per_client" json:"max_tunnels_per_client"`
 	// TunnelIdleTimeout closes a tunnel idle that long; 0 = never.
 	TunnelIdleTimeout time.Duration `mapstructure:"tunnel_idle_timeout" yaml:"tunnel_idle_timeout" json:"tunnel_idle_timeout"`
@@ -106,23 +117,23 @@ type Limits struct {
 // TLS is tls.*.
 type TLS struct {
 	// Listen is the HTTPS proxy listener; "" = off.
-	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen" reload:"restart"`
 	// Cert is the PEM certificate file (chain) of that listener.
-	Cert string `mapstructure:"cert" yaml:"cert" json:"cert"`
+	Cert string `mapstructure:"cert" yaml:"cert" json:"cert" reload:"restart"`
 	// Key is the PEM private key file of that listener.
-	Key string `mapstructure:"key" yaml:"key" json:"key"`
+	Key string `mapstructure:"key" yaml:"key" json:"key" reload:"restart"`
 }
 
 // DNS is dns.*.
 type DNS struct {
 	// Listen is the DNS filter's UDP and TCP address; "" = filter off.
-	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen" reload:"restart"`
 	// Upstream are host:port resolvers; empty = the system resolvers.
-	Upstream []string `mapstructure:"upstream" yaml:"upstream" json:"upstream"`
+	Upstream []string `mapstructure:"upstream" yaml:"upstream" json:"upstream" reload:"restart"`
 	// DenyRcode is "nxdomain" or "refused".
 	DenyRcode string `mapstructure:"deny_rcode" yaml:"deny_rcode" json:"deny_rcode"`
 	// CacheSize is the number of answers kept; 0 = no cache.
-	CacheSize int `mapstructure:"cache_size" yaml:"cache_size" json:"cache_size"`
+	CacheSize int `mapstructure:"cache_size" yaml:"cache_size" json:"cache_size" reload:"restart"`
 	// AdmitLearnedAddresses lets the proxy admit IP-literal CONNECTs to
 	// addresses the filter handed out for allowed names.
 	AdmitLearnedAddresses bool `mapstructure:"admit_learned_addresses" yaml:"admit_learned_addresses" json:"admit_learned_addresses"`
@@ -131,21 +142,22 @@ type DNS struct {
 // Admin is admin.*.
 type Admin struct {
 	// Listen is the admin listener (/metrics /healthz /readyz /learned); "" = off.
-	Listen string `mapstructure:"listen" yaml:"listen" json:"listen"`
+	Listen string `mapstructure:"listen" yaml:"listen" json:"listen" reload:"restart"`
 	// Pprof serves /debug/pprof on the admin listener.
-	Pprof bool `mapstructure:"pprof" yaml:"pprof" json:"pprof"`
+	Pprof bool `mapstructure:"pprof" yaml:"pprof" json:"pprof" reload:"restart"`
 	// Clients are the CIDRs allowed on the admin listener; empty = loopback only.
-	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients"`
+	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients" reload:"restart"`
 }
 
 // Log is log.*.
 type Log struct {
 	// Level is trace, debug, info, warn or error.
-	Level string `mapstructure:"level" yaml:"level" json:"level"`
+	Level string `mapstructure:"level" yaml:"level" json:"level" reload:"restart"`
 	// Format is "json" or "console".
-	Format string `mapstructure:"format" yaml:"format" json:"format"`
-	// FoldWindow is the window in which repeated refusals are folded.
-	FoldWindow time.Duration `mapstructure:"fold_window" yaml:"fold_window" json:"fold_window"`
+	Format string `mapstructure:"format" yaml:"format" json:"format" reload:"restart"`
+	// FoldWindow is the window in which repeated refusals are folded;
+	// 0 = every refusal is logged at once.
+	FoldWindow time.Duration `mapstructure:"fold_window" yaml:"fold_window" json:"fold_window" reload:"restart"`
 	// Tunnels is the level of tunnel close lines: "debug" or "info".
 	Tunnels string `mapstructure:"tunnels" yaml:"tunnels" json:"tunnels"`
 }
@@ -154,7 +166,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Listen:       "127.0.0.1:3128",
-		Mode:         ModeEnforce,
+		Mode:         policy.ModeEnforce.String(),
 		Regions:      []string{"eastus2"},
 		Offerings:    []string{policy.OfferingServers},
 		Features:     []string{},
@@ -163,7 +175,7 @@ func Default() Config {
 		Deny:         []string{},
 		Clients:      []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
 		AllowRanges:  []string{},
-		SNI:          SNIEnforce,
+		SNI:          proxy.SNIEnforce.String(),
 		DataServices: DataServices{Mode: policy.DataServicesDirect},
 		Limits: Limits{
 			HeaderTimeout:       10 * time.Second,
@@ -173,24 +185,11 @@ func Default() Config {
 			MaxTunnelsPerClient: 5000,
 			ShutdownGrace:       30 * time.Second,
 		},
-		DNS:   DNS{Upstream: []string{}, DenyRcode: "nxdomain", CacheSize: 10000},
+		DNS:   DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000},
 		Admin: Admin{Listen: "127.0.0.1:9090", Clients: []string{}},
 		Log:   Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
 	}
 }
-
-// Modes.
-const (
-	ModeEnforce = "enforce"
-	ModeLearn   = "learn"
-)
-
-// SNI check modes.
-const (
-	SNIEnforce = "enforce"
-	SNILog     = "log"
-	SNIOff     = "off"
-)
 
 // Policy returns the policy part of the configuration.
 func (c *Config) Policy() policy.Config {

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -43,17 +43,13 @@ func TestServeReadyzFollowsReloads(t *testing.T) {
 	}
 	write("offerings: [servers]\n")
 
-	cmd := newServeCmd()
-	addConfigFlags(cmd)
-	if err := cmd.ParseFlags([]string{"--config", file}); err != nil {
-		t.Fatal(err)
-	}
+	src := flagSource(t, []string{"--config", file}...)
 	var logs strings.Builder
 	logw := &lockedWriter{w: &logs}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, newLoader(cmd), logw) }()
+	go func() { done <- runServe(ctx, src, logw) }()
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	get := func(path string) (int, string) {

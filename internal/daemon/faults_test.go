@@ -1,15 +1,13 @@
-package main
+package daemon
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -79,15 +77,11 @@ type served struct {
 // answers.
 func serveFile(t *testing.T, file, proxyAddr, origin string) *served {
 	t.Helper()
-	cmd := newServeCmd()
-	addConfigFlags(cmd)
-	if err := cmd.ParseFlags([]string{"--config", file}); err != nil {
-		t.Fatal(err)
-	}
+	src := flagSource(t, []string{"--config", file}...)
 	s := &served{t: t, proxy: proxyAddr, origin: origin, logs: &syncBuf{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	go func() { s.done <- runServe(ctx, newLoader(cmd), s.logs) }()
+	go func() { s.done <- runServe(ctx, src, s.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -157,14 +151,14 @@ func TestServeConfigFileFaults(t *testing.T) {
 
 	_, ping := openTunnel(t, proxyAddr, origin)
 
-	// restore writes a good file (with a marker so that it is a change)
-	// and waits until it is applied.
+	// restore writes a good file (with one more allow entry, so that it is
+	// a change) and waits until it is applied.
 	n := 0
 	restore := func() {
 		t.Helper()
 		n++
 		before := s.reloads()
-		writeAtomic(t, file, good+fmt.Sprintf("# restored %d\n", n))
+		writeAtomic(t, file, fileConfig(proxyAddr, origin, fmt.Sprintf(", \"restored%d.example\"", n)))
 		eventually(t, "the restored file to load", func() bool { return s.reloads() > before })
 	}
 
@@ -185,7 +179,9 @@ func TestServeConfigFileFaults(t *testing.T) {
 			}
 		}},
 		{name: "truncated-empty", msg: "empty", fault: func(t *testing.T) {
-			if err := os.Truncate(file, 0); err != nil {
+			// Opened with O_TRUNC and closed: a complete (empty) write. (A
+			// bare truncate(2) closes nothing; it is a write in progress.)
+			if err := os.WriteFile(file, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -355,8 +351,8 @@ func TestServeConfigFIFOShutdown(t *testing.T) {
 }
 
 // TestServeAdminPortTaken: the admin port already in use at start-up is a
-// clear error naming admin.listen, with a non-zero exit of the binary; the
-// listeners bound before it are released.
+// clear error naming admin.listen; the listeners bound before it are
+// released. (cmd/arcfence tests the binary's exit.)
 func TestServeAdminPortTaken(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -364,35 +360,12 @@ func TestServeAdminPortTaken(t *testing.T) {
 	}
 	defer taken.Close()
 
-	t.Run("exit", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		args := []string{"serve", "--listen", freePort(t), "--admin-listen", taken.Addr().String(), "--resolver", "127.0.0.1:9"}
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestFaultsMainHelper$")
-		cmd.Env = append(os.Environ(), "ARCFENCE_FAULTS_MAIN="+strings.Join(args, "\x1f"))
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-			t.Fatalf("exit: %v, want a non-zero exit; stderr:\n%s", err, stderr.String())
-		}
-		msg := stderr.String()
-		if !strings.Contains(msg, "admin.listen "+taken.Addr().String()) || !strings.Contains(msg, "already in use") {
-			t.Fatalf("stderr does not name admin.listen and the address in use:\n%s", msg)
-		}
-	})
-
 	t.Run("releases-listeners", func(t *testing.T) {
 		proxyAddr := freePort(t)
 		dnsAddr := freePort(t)
-		cmd := newServeCmd()
-		addConfigFlags(cmd)
-		if err := cmd.ParseFlags([]string{"--listen", proxyAddr, "--admin-listen", taken.Addr().String(),
-			"--dns-listen", dnsAddr, "--dns-upstream", "127.0.0.1:9", "--resolver", "127.0.0.1:9"}); err != nil {
-			t.Fatal(err)
-		}
-		err := runServe(context.Background(), newLoader(cmd), io.Discard)
+		src := flagSource(t, []string{"--listen", proxyAddr, "--admin-listen", taken.Addr().String(),
+			"--dns-listen", dnsAddr, "--dns-upstream", "127.0.0.1:9", "--resolver", "127.0.0.1:9"}...)
+		err := runServe(context.Background(), src, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "admin.listen "+taken.Addr().String()) || !strings.Contains(err.Error(), "already in use") {
 			t.Fatalf("runServe: %v, want an error naming admin.listen and the address in use", err)
 		}
@@ -407,16 +380,4 @@ func TestServeAdminPortTaken(t *testing.T) {
 		}
 		pc.Close()
 	})
-}
-
-// TestFaultsMainHelper runs the binary's main with the arguments in
-// ARCFENCE_FAULTS_MAIN (separated by \x1f); it does nothing otherwise.
-func TestFaultsMainHelper(t *testing.T) {
-	args := os.Getenv("ARCFENCE_FAULTS_MAIN")
-	if args == "" {
-		return
-	}
-	os.Args = append([]string{"arcfence"}, strings.Split(args, "\x1f")...)
-	main()
-	os.Exit(0)
 }

@@ -1,13 +1,9 @@
-package main
+package config
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/spf13/cobra"
-
-	"github.com/arcfence/arcfence/internal/config"
 )
 
 // FuzzLoadConfig feeds arbitrary YAML through the start-up path (viper
@@ -15,7 +11,7 @@ import (
 // never panic. The example configs and the error fixtures are the seeds.
 func FuzzLoadConfig(f *testing.F) {
 	seeds, _ := filepath.Glob("../../configs/*.yaml")
-	fixtures, _ := filepath.Glob("testdata/config/*.yaml")
+	fixtures, _ := filepath.Glob("../../cmd/arcfence/testdata/config/*.yaml")
 	for _, s := range append(seeds, fixtures...) {
 		if b, err := os.ReadFile(s); err == nil {
 			f.Add(b)
@@ -29,21 +25,15 @@ func FuzzLoadConfig(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Skip()
 		}
-		cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
-		addConfigFlags(cmd)
-		addServeFlags(cmd)
-		if err := cmd.ParseFlags([]string{"--config", path}); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := newLoader(cmd).Load()
+		cfg, err := Source{File: path}.Load()
 		if err != nil {
 			return
 		}
-		p, err := config.Compile(cfg)
+		r, err := Build(cfg)
 		if err != nil {
 			return
 		}
-		if len(p.Rules()) == 0 && len(cfg.Allow) == 0 && len(cfg.Offerings) > 0 {
+		if p := r.Policy(); len(p.Rules()) == 0 && len(cfg.Allow) == 0 && len(cfg.Offerings) > 0 {
 			t.Fatalf("compiled with offerings %v but no rules", cfg.Offerings)
 		}
 	})

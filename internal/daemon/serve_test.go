@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bufio"
@@ -116,16 +116,12 @@ func TestServeReloadAndShutdown(t *testing.T) {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	cmd := newServeCmd()
-	addConfigFlags(cmd)
-	if err := cmd.ParseFlags([]string{"--config", file}); err != nil {
-		t.Fatal(err)
-	}
+	src := flagSource(t, []string{"--config", file}...)
 	logs := &syncBuf{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, newLoader(cmd), logs) }()
+	go func() { done <- runServe(ctx, src, logs) }()
 	eventually(t, "the proxy to serve", func() bool {
 		st, _ := connectStatus(t, proxyAddr, "example.org:443")
 		return st != 0
@@ -212,12 +208,8 @@ func TestServeBadConfig(t *testing.T) {
 	if err := os.WriteFile(file, []byte("listen: 127.0.0.1:0\nsni: sometimes\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := newServeCmd()
-	addConfigFlags(cmd)
-	if err := cmd.ParseFlags([]string{"--config", file}); err != nil {
-		t.Fatal(err)
-	}
-	err := runServe(context.Background(), newLoader(cmd), io.Discard)
+	src := flagSource(t, []string{"--config", file}...)
+	err := runServe(context.Background(), src, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "sni") {
 		t.Fatalf("bad config: %v", err)
 	}
