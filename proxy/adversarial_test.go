@@ -234,6 +234,28 @@ func echoes(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
 	}
 }
 
+// helloRefused writes hello (nil: it went with the request) into an
+// admitted tunnel and asserts that the proxy answers with its TLS
+// access_denied alert and closes, the hello never reaching the origin.
+func helloRefused(hello []byte) func(t *testing.T, e *env, c net.Conn, br *bufio.Reader) {
+	return func(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
+		t.Helper()
+		if hello != nil {
+			if _, err := c.Write(hello); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		got, err := io.ReadAll(br)
+		if isTimeout(err) {
+			t.Fatalf("tunnel left open after %q", got)
+		}
+		if string(got) != string(tlsAccessDenied) {
+			t.Fatalf("got %q, want the access_denied alert and a close", got)
+		}
+	}
+}
+
 // servedPathUnder asserts that the plain origin served a path inside
 // /pkiops/certs (as the origin resolves it).
 func servedPathUnder(paths chan string) func(t *testing.T, e *env, c net.Conn, br *bufio.Reader) {
@@ -349,6 +371,9 @@ func TestAdversarialCorpus(t *testing.T) {
 		{name: "plain-encoded-slash-inside", req: get("http://microsoft.com/pkiops%2fcerts/a.crt", "microsoft.com"), status: ok, then: servedPathUnder(paths)},
 		{name: "plain-query-traversal", req: get("http://microsoft.com/pkiops/certs/a.crt?/../../secret", "microsoft.com"), status: ok, then: servedPathUnder(paths)},
 		{name: "plain-encoded-crlf-in-path", req: get("http://microsoft.com/pkiops/certs/a%0d%0aX-Injected:%201", "microsoft.com"), status: ok, then: servedPathUnder(paths)},
+		{name: "plain-path-parameter-dot-dot", req: get("http://microsoft.com/pkiops/certs/..;/secret", "microsoft.com"), status: deny, reason: pathNot, host: "microsoft.com", port: 80},
+		{name: "plain-path-parameter-encoded", req: get("http://microsoft.com/pkiops/certs/..%3b/secret", "microsoft.com"), status: deny, reason: pathNot, host: "microsoft.com", port: 80},
+		{name: "plain-path-parameter-on-file", req: get("http://microsoft.com/pkiops/certs/a.crt;x=/../../secret", "microsoft.com"), status: deny, reason: pathNot, host: "microsoft.com", port: 80},
 		{name: "plain-percent-encoded-host", req: get("http://microsoft%2ecom/pkiops/certs/a.crt", "microsoft.com"), status: bad},
 
 		// IPv6 literals with zones, IPv4 forms, IPv4-mapped IPv6.
@@ -426,6 +451,16 @@ func TestAdversarialCorpus(t *testing.T) {
 			_, _ = io.ReadAll(resp.Body)
 			closedNow(t, c, br)
 		}},
+
+		// A server_name list of more than one entry, whatever its order
+		// (issue 13 finding 6): refused, never decided on its first host_name.
+		{name: "sni-list-allowed-then-evil", req: connect("management.azure.com:443", ""), status: ok,
+			then: helloRefused(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"}))},
+		{name: "sni-list-other-type-then-allowed", req: connect("management.azure.com:443", ""), status: ok,
+			then: helloRefused(helloWithSNIList(sniEntry{1, "evil.example"}, sniEntry{0, "management.azure.com"}))},
+		{name: "sni-list-pipelined", req: connect("management.azure.com:443", "") +
+			string(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"})), status: ok,
+			then: helloRefused(nil)},
 
 		// Websocket upgrades are decided like any request.
 		{name: "ws-upgrade-refused", req: "GET http://evil.example/ws HTTP/1.1\r\nHost: microsoft.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +

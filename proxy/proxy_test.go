@@ -346,6 +346,18 @@ func TestSNI(t *testing.T) {
 		}
 		e.logs.find(t, map[string]any{"msg": "denied", "host": "management.azure.com", "port": 443, "reason": "sni-mismatch"})
 	})
+	t.Run("multi-entry-list", func(t *testing.T) {
+		// Issue 13 finding 6: [allowed, other] passed on its first name.
+		c := e.tunnel("management.azure.com:443")
+		if _, err := c.Write(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "login.microsoftonline.com"})); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		if got, _ := io.ReadAll(c); !bytes.Equal(got, tlsAccessDenied) {
+			t.Fatalf("got %q, want the access_denied alert", got)
+		}
+		e.logs.find(t, map[string]any{"msg": "denied", "host": "management.azure.com", "port": 443, "reason": "sni-mismatch"})
+	})
 	t.Run("no-sni", func(t *testing.T) {
 		c := e.tunnel("management.azure.com:443")
 		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true}) // no ServerName: no SNI sent

@@ -428,6 +428,10 @@ func (t *tunnel) checkHello() (int64, error) {
 			if sni != nil && !t.sniMatches(sni) && !t.refuseInTunnel(policy.SNIMismatch) {
 				return 0, errRefused
 			}
+		case helloSNIList:
+			if !t.refuseInTunnel(policy.SNIMismatch) {
+				return 0, errRefused
+			}
 		}
 	}
 	var n int
