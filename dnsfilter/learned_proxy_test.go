@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/policy"
 	"github.com/arcfence/arcfence/proxy"
 )
 
@@ -51,15 +53,20 @@ func tcpServer(t *testing.T, fn func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
-// startProxy runs the proxy with the filter as its LearnedAddrs.
-func startProxy(t *testing.T, f *Filter, admit bool) string {
+// startProxy runs the proxy with the filter as its LearnedAddrs and allow
+// as its extra allow entries.
+func startProxy(t *testing.T, f *Filter, admit bool, allow ...string) string {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Regions, cfg.Offerings = []string{"eastus2"}, []string{"servers"}
+	cfg.Allow = allow
 	cfg.DNS.AdmitLearnedAddresses = admit
 	cfg.AllowRanges = []string{"127.0.0.0/8"} // the origin is on loopback
 	cfg.SNI = config.SNIOff
-	pol := serversPolicy(t)
+	pol, err := policy.Compile(cfg.Policy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := proxy.New(proxy.Options{Config: cfg, Policy: pol, Logger: zerolog.New(zerolog.NewTestWriter(t)), LearnedAddrs: f})
 	if err != nil {
 		t.Fatal(err)
@@ -110,13 +117,18 @@ func connect(t *testing.T, proxyAddr, target string) (int, string) {
 }
 
 // TestLearnedAddressThroughProxy: an IP-literal CONNECT is admitted only
-// when dns.admit_learned_addresses is on and only within the TTL of the
-// answer the filter handed out for an allowed name.
+// when dns.admit_learned_addresses is on, only within the TTL of the answer
+// the filter handed out for an allowed name, and only where the policy
+// admits that name (issue 13 finding 1: every port was admitted). The
+// name's row here is an allow entry on the echo origin's port; the proxy
+// package's TestLearnedAddressBoundToName covers the catalog's TLS and path
+// rows.
 func TestLearnedAddressThroughProxy(t *testing.T) {
 	e := startFilter(t, Options{CacheSize: 100})
 	origin := echoServer(t)
-	on := startProxy(t, e.f, true)
-	off := startProxy(t, e.f, false)
+	_, port, _ := net.SplitHostPort(origin)
+	on := startProxy(t, e.f, true, strings.TrimSuffix(nameLoop, ".")+":"+port)
+	off := startProxy(t, e.f, false, strings.TrimSuffix(nameLoop, ".")+":"+port)
 
 	if code, reason := connect(t, on, origin); code != http.StatusForbidden || reason != "ip-literal" {
 		t.Fatalf("before the DNS answer: %d %s, want 403 ip-literal", code, reason)
@@ -130,6 +142,17 @@ func TestLearnedAddressThroughProxy(t *testing.T) {
 	}
 	if code, reason := connect(t, off, origin); code != http.StatusForbidden || reason != "ip-literal" {
 		t.Errorf("learned address, option off: %d %s, want 403 ip-literal", code, reason)
+	}
+	// The name is admitted on the origin's port only: the learned address
+	// on any other port, or as an IPv4-mapped address on another port, is
+	// refused before any dial.
+	for _, target := range []string{"127.0.0.1:80", "127.0.0.1:9090", "127.0.0.1:8443", "[::ffff:127.0.0.1]:80"} {
+		if code, reason := connect(t, on, target); code != http.StatusForbidden || reason != "ip-literal" {
+			t.Errorf("learned address on another port %s: %d %s, want 403 ip-literal", target, code, reason)
+		}
+	}
+	if code, reason := connect(t, on, "[::ffff:127.0.0.1]:"+port); code != http.StatusOK {
+		t.Errorf("learned address, IPv4-mapped: %d %s, want 200", code, reason)
 	}
 	e.clock.Advance(61 * time.Second)
 	if code, reason := connect(t, on, origin); code != http.StatusForbidden || reason != "ip-literal" {

@@ -234,25 +234,6 @@ func TestIPLiteral(t *testing.T) {
 	}
 }
 
-type learnedSet map[string]bool
-
-func (l learnedSet) Learned(a netip.Addr) bool { return l[a.String()] }
-
-func TestLearnedAddressAdmitted(t *testing.T) {
-	leakCheck(t)
-	e := newEnv(t, func(c *config.Config) { c.DNS.AdmitLearnedAddresses = true })
-	e.s.learned = learnedSet{"127.0.0.14": true}
-	e.rawOrigin("raw.arcfence.test", 443, echo)
-	c := e.tunnel("127.0.0.14:443")
-	fmt.Fprint(c, "ping")
-	b := make([]byte, 4)
-	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
-		t.Fatalf("echo %q %v", b, err)
-	}
-	_, _, resp := e.connect("127.0.0.15:443")
-	e.refusal(t, resp, "127.0.0.15", 443, policy.IPLiteral)
-}
-
 func TestClientNotAllowed(t *testing.T) {
 	leakCheck(t)
 	e := newEnv(t, func(c *config.Config) { c.Clients = []string{"127.0.0.1/32"} })
