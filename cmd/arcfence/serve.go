@@ -223,7 +223,7 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 
 	if cfg.Admin.Listen != "" {
 		a, err := admin.New(admin.Options{
-			Listen: cfg.Admin.Listen, Clients: cfg.Admin.Clients, Pprof: cfg.Admin.Pprof,
+			Listen: cfg.Admin.Listen, Clients: cfg.Admin.Clients, Hosts: cfg.Admin.Hosts, Pprof: cfg.Admin.Pprof,
 			Metrics: d.m, Ready: d.ready, Learned: d.audit.Learned, Mode: cfg.Mode, Logger: d.log,
 			CurrentMode: func() string { return d.cfg.Load().Mode },
 		})

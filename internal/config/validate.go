@@ -111,6 +111,11 @@ func (c *Config) Validate() error {
 	}
 	hostPort("admin.listen", c.Admin.Listen, true)
 	cidrs("admin.clients", c.Admin.Clients)
+	for _, h := range c.Admin.Hosts {
+		if _, _, ok := ParseHost(h); !ok {
+			bad("admin.hosts: %q is not a host name or an IP address, optionally with :port (e.g. arcfence.example.com or 10.0.0.5:9090)", h)
+		}
+	}
 	oneOf("log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "json", "console")
 	oneOf("log.tunnels", c.Log.Tunnels, "debug", "info")
@@ -149,6 +154,21 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// ParseHost parses an admin.hosts entry or an HTTP Host header: a DNS name
+// or an IP address, optionally with ":port" ("[IPv6]:port"), the host
+// normalized by policy.NormalizeHost. port is 0 when none is given.
+func ParseHost(s string) (host string, port int, ok bool) {
+	h, port, r := policy.SplitHostPort(s)
+	if r != policy.ReasonNone {
+		h, port = s, 0
+		if strings.HasSuffix(s, ":") {
+			return "", 0, false
+		}
+	}
+	host, ok = policy.NormalizeHost(h)
+	return host, port, ok
 }
 
 // ParsePrefixes parses a list with ParsePrefix.
