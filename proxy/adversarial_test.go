@@ -462,6 +462,14 @@ func TestAdversarialCorpus(t *testing.T) {
 			string(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"})), status: ok,
 			then: helloRefused(nil)},
 
+		// The admin listener (/learned, /metrics) is not reachable through
+		// the proxy under any of its names (issue 13 finding 4 is the
+		// admin side: a rebinding Host gets 421 there, internal/admin's
+		// TestHostHeader).
+		{name: "plain-to-admin-by-name", req: get("http://localhost:9090/learned", "localhost:9090"), status: deny, reason: notListed, host: "localhost", port: 9090},
+		{name: "plain-to-admin-by-address", req: get("http://127.0.0.1:9090/metrics", "127.0.0.1:9090"), status: deny, reason: ipLiteral, host: "127.0.0.1", port: 9090},
+		{name: "connect-to-admin", req: connect("127.0.0.1:9090", ""), status: deny, reason: ipLiteral, host: "127.0.0.1", port: 9090},
+
 		// Websocket upgrades are decided like any request.
 		{name: "ws-upgrade-refused", req: "GET http://evil.example/ws HTTP/1.1\r\nHost: microsoft.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
 			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", status: deny, reason: notListed, host: "evil.example", port: 80},
@@ -548,5 +556,60 @@ func TestAdversarialRebinding(t *testing.T) {
 	}
 	if allowed == 0 || refused == 0 {
 		t.Fatalf("allowed %d, refused %d: the rebinding resolver was not exercised", allowed, refused)
+	}
+}
+
+// TestAdversarialLearnedAddresses (issue 13 finding 1): with
+// dns.admit_learned_addresses, an address the DNS filter handed out for a
+// TLS row's name is reached only as that name: on its port, in TLS, with
+// its SNI. Every other use of the address is refused before any dial (the
+// learned env's echo origin on the other ports counts dials).
+func TestAdversarialLearnedAddresses(t *testing.T) {
+	leakCheck(t)
+	le := newLearnedEnv(t, false)
+	le.resolve(t, learnedName)
+	const deny = http.StatusForbidden
+	connect := func(target string) string { return "CONNECT " + target + " HTTP/1.1\r\nHost: host.invalid\r\n\r\n" }
+	get := func(url, host, extra string) string {
+		return "GET " + url + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n"
+	}
+	mapped := "::ffff:" + learnedAddr
+	ipLiteral := policy.IPLiteral
+	ws := "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	cases := []advCase{
+		{name: "learned-other-port", req: connect(learnedAddr + ":80"), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
+		{name: "learned-high-port", req: connect(learnedAddr + ":9090"), status: deny, reason: ipLiteral, host: learnedAddr, port: 9090},
+		{name: "learned-obo-port", req: connect(learnedAddr + ":8084"), status: deny, reason: ipLiteral, host: learnedAddr, port: 8084},
+		{name: "learned-mapped-other-port", req: connect("[" + mapped + "]:80"), status: deny, reason: ipLiteral, host: mapped, port: 80},
+		{name: "learned-mapped-high-port", req: connect("[" + mapped + "]:9090"), status: deny, reason: ipLiteral, host: mapped, port: 9090},
+		{name: "learned-decimal-form", req: connect("2130706453:443"), status: deny, reason: ipLiteral, host: "2130706453", port: 443},
+		{name: "learned-plain-get", req: get("http://"+learnedAddr+"/anything", learnedAddr, ""), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
+		{name: "learned-plain-get-mapped", req: get("http://["+mapped+"]/anything", "["+mapped+"]", ""), status: deny, reason: ipLiteral, host: mapped, port: 80},
+		{name: "learned-websocket", req: get("http://"+learnedAddr+"/ws", learnedAddr, ws), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
+		{name: "learned-tls-row-plain-bytes", req: connect(learnedAddr + ":443"), status: http.StatusOK, then: func(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
+			fmt.Fprint(c, "GET /anything HTTP/1.1\r\nHost: "+learnedAddr+"\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != deny || resp.Header.Get(HeaderReason) != policy.NotTLS.String() {
+				t.Fatalf("got %s %q, want 403 not-tls", resp.Status, resp.Header.Get(HeaderReason))
+			}
+			_, _ = io.ReadAll(resp.Body)
+			closedNow(t, c, br)
+		}},
+		{name: "learned-tls-row-other-sni", req: connect(learnedAddr + ":443"), status: http.StatusOK,
+			then: helloRefused(helloWithSNIList(sniEntry{0, "management.azure.com"}))},
+		{name: "learned-tls-row-sni-list", req: connect(learnedAddr + ":443"), status: http.StatusOK,
+			then: helloRefused(helloWithSNIList(sniEntry{0, learnedName}, sniEntry{0, "evil.example"}))},
+		{name: "learned-not-learned-neighbour", req: connect("127.0.0.22:443"), status: deny, reason: ipLiteral, host: "127.0.0.22", port: 443},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runAdvCase(t, le.env, tc)
+		})
+	}
+	if n := le.echoConns(); n != 0 {
+		t.Fatalf("a refused use of the learned address was dialed %d times", n)
 	}
 }
