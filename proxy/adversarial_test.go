@@ -234,6 +234,21 @@ func echoes(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
 	}
 }
 
+// notTLSInTunnel asserts that the proxy answers 403 not-tls inside an
+// admitted tunnel and closes it.
+func notTLSInTunnel(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(HeaderReason) != policy.NotTLS.String() {
+		t.Fatalf("got %s %q, want 403 not-tls", resp.Status, resp.Header.Get(HeaderReason))
+	}
+	_, _ = io.ReadAll(resp.Body)
+	closedNow(t, c, br)
+}
+
 // helloRefused writes hello (nil: it went with the request) into an
 // admitted tunnel and asserts that the proxy answers with its TLS
 // access_denied alert and closes, the hello never reaching the origin.
@@ -439,18 +454,8 @@ func TestAdversarialCorpus(t *testing.T) {
 				t.Fatalf("echo of the body %q %v", b, err)
 			}
 		}},
-		{name: "connect-body-not-tls", req: "CONNECT management.azure.com:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", status: ok, then: func(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
-			// A body cannot carry plain bytes past the not-tls check.
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != deny || resp.Header.Get(HeaderReason) != policy.NotTLS.String() {
-				t.Fatalf("got %s %q, want 403 not-tls", resp.Status, resp.Header.Get(HeaderReason))
-			}
-			_, _ = io.ReadAll(resp.Body)
-			closedNow(t, c, br)
-		}},
+		// A body cannot carry plain bytes past the not-tls check.
+		{name: "connect-body-not-tls", req: "CONNECT management.azure.com:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", status: ok, then: notTLSInTunnel},
 
 		// A server_name list of more than one entry, whatever its order
 		// (issue 13 finding 6): refused, never decided on its first host_name.
@@ -586,17 +591,9 @@ func TestAdversarialLearnedAddresses(t *testing.T) {
 		{name: "learned-plain-get", req: get("http://"+learnedAddr+"/anything", learnedAddr, ""), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
 		{name: "learned-plain-get-mapped", req: get("http://["+mapped+"]/anything", "["+mapped+"]", ""), status: deny, reason: ipLiteral, host: mapped, port: 80},
 		{name: "learned-websocket", req: get("http://"+learnedAddr+"/ws", learnedAddr, ws), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
-		{name: "learned-tls-row-plain-bytes", req: connect(learnedAddr + ":443"), status: http.StatusOK, then: func(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
+		{name: "learned-tls-row-plain-bytes", req: connect(learnedAddr + ":443"), status: http.StatusOK, then: func(t *testing.T, e *env, c net.Conn, br *bufio.Reader) {
 			fmt.Fprint(c, "GET /anything HTTP/1.1\r\nHost: "+learnedAddr+"\r\n\r\n")
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != deny || resp.Header.Get(HeaderReason) != policy.NotTLS.String() {
-				t.Fatalf("got %s %q, want 403 not-tls", resp.Status, resp.Header.Get(HeaderReason))
-			}
-			_, _ = io.ReadAll(resp.Body)
-			closedNow(t, c, br)
+			notTLSInTunnel(t, e, c, br)
 		}},
 		{name: "learned-tls-row-other-sni", req: connect(learnedAddr + ":443"), status: http.StatusOK,
 			then: helloRefused(helloWithSNIList(sniEntry{0, "management.azure.com"}))},

@@ -166,19 +166,8 @@ func TestLearnedAddressBoundToName(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			c := le.dialProxy()
-			fmt.Fprint(c, tc.req)
-			br := bufio.NewReader(c)
-			method := http.MethodGet
-			if strings.HasPrefix(tc.req, "CONNECT") {
-				method = http.MethodConnect
-			}
-			resp, err := http.ReadResponse(br, &http.Request{Method: method})
-			if err != nil {
-				t.Fatal(err)
-			}
-			le.refusal(t, resp, tc.host, tc.port, policy.IPLiteral)
-			closedAfter(t, c, br)
+			runAdvCase(t, le.env, advCase{req: tc.req, status: http.StatusForbidden, reason: policy.IPLiteral, host: tc.host, port: tc.port})
+			le.logs.find(t, map[string]any{"msg": "denied", "host": tc.host, "port": tc.port, "reason": "ip-literal", "mode": "enforce"})
 		})
 	}
 

@@ -49,16 +49,7 @@ var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return getHost(t, url, "")
 }
 
 func TestHealthz(t *testing.T) {
@@ -237,14 +228,17 @@ func TestClients(t *testing.T) {
 	}
 }
 
-// getHost GETs url with the given Host header over a real connection.
+// getHost GETs url with the given Host header ("" = the URL's) over a
+// real connection.
 func getHost(t *testing.T, url, host string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Host = host
+	if host != "" {
+		req.Host = host
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
