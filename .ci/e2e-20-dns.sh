@@ -9,7 +9,8 @@
 #  - a large answer comes truncated over UDP and whole over TCP (dig retries);
 #  - with dns.admit_learned_addresses, a CONNECT to an IP literal is refused
 #    (ip-literal) until the filter hands that address out for an allowed name,
-#    then admitted (to a loopback echo server);
+#    then admitted on the ports the policy admits that name on (an allow
+#    entry for it on the loopback echo server's port) and on no other;
 #  - a config reload (the file gains `mode: learn`) switches the filter to
 #    learn mode: example.com is then answered and logged as "would deny";
 #  - SIGTERM stops the server cleanly.
@@ -68,6 +69,7 @@ cat >"$TMP/arcfence.yaml" <<YAML
 listen: 127.0.0.1:$PROXY_PORT
 admin: {listen: ""}
 allow_ranges: [127.0.0.0/8] # the echo server the learned address points at
+allow: ["loop.his.arc.azure.com:$ECHO_PORT"] # the learned address is admitted as this name
 YAML
 args=(serve --offerings servers --region eastus2 --config "$TMP/arcfence.yaml")
 if grep -q -- '--dns-listen' <<<"$("$TMP/arcfence" serve --help 2>/dev/null)"; then
@@ -152,7 +154,9 @@ out=$(q loop.his.arc.azure.com A) || fail "dig loop.his.arc.azure.com"
 grep -Eq 'IN[[:space:]]+A[[:space:]]+127\.0\.0\.1' <<<"$out" || fail "loop.his.arc.azure.com: $out"
 st=$(tunnel "127.0.0.1:$ECHO_PORT")
 [ "$st" = 200 ] || fail "CONNECT to the address the filter handed out: $st, want 200"
-say "learned address: 403 before the DNS answer, tunnel after"
+st=$(tunnel "127.0.0.1:9")
+[ "$st" = 403 ] || fail "CONNECT to the handed-out address on a port its name lacks: $st, want 403"
+say "learned address: 403 before the DNS answer, tunnel after, on its name's port only"
 
 for _ in $(seq 1 50); do grep -q '"host":"example.com"' "$TMP/serve.log" && break; sleep 0.1; done
 grep '"host":"example.com"' "$TMP/serve.log" | grep '"component":"dns"' | grep '"qtype":"A"' |

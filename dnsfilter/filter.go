@@ -7,8 +7,9 @@
 // Besides the policy's own names, a CNAME target seen in an allowed answer
 // stays answerable for that record's TTL (Azure names answer through traffic
 // manager, CDN and cloudapp names), and the A/AAAA addresses of allowed
-// answers are remembered for their TTL so that the proxy may admit
-// IP-literal CONNECTs to them (see Filter.Learned).
+// answers are remembered for their TTL, with the question names they were
+// handed out for, so that the proxy may admit an IP-literal destination
+// where the policy admits one of those names (see Filter.LearnedNames).
 //
 // The package keeps no global state and never uses miekg/dns's default mux:
 // every Filter runs its own dns.Server values with itself as handler.
@@ -138,8 +139,9 @@ type Options struct {
 	// MaxCNAMETargets bounds the set of CNAME targets kept answerable;
 	// 0 means DefaultMaxCNAMETargets. The oldest entry is evicted first.
 	MaxCNAMETargets int
-	// MaxLearned bounds the set of learned addresses; 0 means
-	// DefaultMaxLearned. The oldest entry is evicted first.
+	// MaxLearned bounds the learned (address, name) pairs, at most
+	// 8 names per address; 0 means DefaultMaxLearned. The oldest entry is
+	// evicted first.
 	MaxLearned int
 	// MaxInFlight bounds the queries being forwarded at once (a flood of
 	// random names under an allowed wildcard must not pile up on the
@@ -177,7 +179,7 @@ type Filter struct {
 
 	cache   *answerCache    // nil when off
 	cnames  *ttlSet[string] // CNAME targets of allowed answers
-	learned *ttlSet[netip.Addr]
+	learned *addrNames      // addresses of allowed answers, by question name
 
 	rcodeCounters [16]prometheus.Counter
 	decMu         sync.RWMutex
@@ -257,7 +259,7 @@ func New(opts Options) (*Filter, error) {
 		nl = DefaultMaxLearned
 	}
 	f.cnames = newTTLSet[string](nc)
-	f.learned = newTTLSet[netip.Addr](nl)
+	f.learned = newAddrNames(nl)
 	if f.metrics != nil {
 		f.decCounters = make(map[decisionKey]prometheus.Counter)
 		for rc := range f.rcodeCounters {
@@ -395,11 +397,13 @@ func (f *Filter) SetDenyRcode(r DenyRcode) {
 	}
 }
 
-// Learned reports whether addr was handed out by the filter, in an answer
-// for an allowed name, within that record's TTL. It implements the proxy's
+// LearnedNames appends to dst the names whose allowed answers handed out
+// addr (an IPv4-mapped IPv6 address counts as its IPv4 address) within
+// that record's TTL, and returns the extended slice: the question names,
+// lower case, at most 8 per address. It implements the proxy's
 // LearnedAddrs interface and is safe for concurrent use.
-func (f *Filter) Learned(addr netip.Addr) bool {
-	return f.learned.has(addr.Unmap(), f.now().UnixNano())
+func (f *Filter) LearnedNames(addr netip.Addr, dst []string) []string {
+	return f.learned.names(addr.Unmap(), f.now().UnixNano(), dst)
 }
 
 // Run serves UDP and TCP until ctx is done or Shutdown is called, then

@@ -2,9 +2,11 @@ package dnsfilter
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -520,25 +522,76 @@ func TestCacheOff(t *testing.T) {
 	}
 }
 
+// learnedNames is the filter's LearnedNames of a as one string.
+func learnedNames(f *Filter, a string) string {
+	return strings.Join(f.LearnedNames(netip.MustParseAddr(a), nil), ",")
+}
+
+// TestLearnedAddresses: each address of an allowed answer is remembered
+// with the question name it was handed out for (issue 13 finding 1: the
+// proxy admits it only where the policy admits that name), for the
+// record's TTL; an IPv4-mapped address is its IPv4 address.
 func TestLearnedAddresses(t *testing.T) {
 	e := startFilter(t, Options{CacheSize: 100})
-	a4 := netip.MustParseAddr("203.0.113.10")
-	a6 := netip.MustParseAddr("2001:db8::10")
-	if e.f.Learned(a4) {
-		t.Fatal("learned before any answer")
+	x := strings.TrimSuffix(nameA, ".")
+	if got := learnedNames(e.f, "203.0.113.10"); got != "" {
+		t.Fatalf("learned before any answer: %q", got)
 	}
-	ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeA, true))
-	ask(t, e.f.Addr(), "udp", question(nameA, dns.TypeAAAA, true))
-	if !e.f.Learned(a4) || !e.f.Learned(a6) || !e.f.Learned(netip.MustParseAddr("::ffff:203.0.113.10")) {
-		t.Errorf("not learned: %v %v", e.f.Learned(a4), e.f.Learned(a6))
-	}
-	// Addresses of refused or learn-mode names are not learned.
-	if e.f.Learned(netip.MustParseAddr("203.0.113.99")) {
-		t.Error("denied name's address learned")
+	ask(t, e.f.Addr(), "udp", question(strings.ToUpper(nameA), dns.TypeA, true))
+	ask(t, e.f.Addr(), "tcp", question(nameA, dns.TypeAAAA, true))
+	ask(t, e.f.Addr(), "udp", question(nameChain, dns.TypeA, true))
+	for _, tc := range []struct{ addr, want string }{
+		{"203.0.113.10", x},
+		{"::ffff:203.0.113.10", x},
+		{"2001:db8::10", x},
+		{"203.0.113.20", "gbl.his.arc.azure.com"}, // the question, not the CNAME target
+		{"203.0.113.99", ""},                      // a denied name's address
+	} {
+		if got := learnedNames(e.f, tc.addr); got != tc.want {
+			t.Errorf("LearnedNames(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
 	}
 	e.clock.Advance(61 * time.Second)
-	if e.f.Learned(a4) || e.f.Learned(a6) {
-		t.Error("learned address outlived its TTL")
+	if got := learnedNames(e.f, "203.0.113.10") + learnedNames(e.f, "2001:db8::10"); got != "" {
+		t.Errorf("learned address outlived its TTL: %q", got)
+	}
+}
+
+// TestLearnedNamesBounded: the learned pairs are bounded in total (oldest
+// insertion evicted first) and per address (the name expiring first
+// replaced); a refreshed pair outlives its first insertion.
+func TestLearnedNamesBounded(t *testing.T) {
+	a := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddr("192.0.2.2")
+	names := func(s *addrNames, x netip.Addr, now int64) string { return strings.Join(s.names(x, now, nil), ",") }
+
+	s := newAddrNames(3)
+	s.add(a, "n1", 100)
+	s.add(a, "n2", 100)
+	s.add(b, "m1", 100)
+	s.add(a, "n1", 200) // refreshed: evicts the oldest insertion, n1's own
+	if got := names(s, a, 0) + "|" + names(s, b, 0); got != "n2,n1|m1" || s.len() != 3 {
+		t.Errorf("after refresh: %q, len %d, want n2,n1|m1, 3", got, s.len())
+	}
+	s.add(b, "m2", 100) // evicts (a, n2), now the oldest
+	if got := names(s, a, 0) + "|" + names(s, b, 0); got != "n1|m1,m2" || s.len() != 3 {
+		t.Errorf("total bound: %q, len %d, want n1|m1,m2, 3", got, s.len())
+	}
+	if got := names(s, a, 150); got != "n1" {
+		t.Errorf("refreshed pair at 150: %q", got)
+	}
+	if got := names(s, a, 200); got != "" {
+		t.Errorf("expired pair answered: %q", got)
+	}
+
+	s = newAddrNames(100)
+	for i := range maxNamesPerAddr + 2 {
+		s.add(a, fmt.Sprintf("n%d", i), int64(1000+i))
+	}
+	got := s.names(a, 0, nil)
+	if len(got) != maxNamesPerAddr || slices.Contains(got, "n0") || slices.Contains(got, "n1") ||
+		!slices.Contains(got, fmt.Sprintf("n%d", maxNamesPerAddr+1)) {
+		t.Errorf("per-address bound: %v", got)
 	}
 }
 
@@ -552,8 +605,8 @@ func TestLearnMode(t *testing.T) {
 	if !strings.Contains(logs, `"msg":"would deny"`) || !strings.Contains(logs, `"mode":"learn"`) {
 		t.Errorf("no would-deny line:\n%s", logs)
 	}
-	if e.f.Learned(netip.MustParseAddr("203.0.113.99")) {
-		t.Error("would-deny answer's address learned")
+	if got := learnedNames(e.f, "203.0.113.99"); got != "" {
+		t.Errorf("would-deny answer's address learned for %q", got)
 	}
 	// Back to enforce on reload.
 	e.f.SetMode(policy.ModeEnforce)

@@ -141,7 +141,7 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			return
 		}
 		if allowed {
-			f.learn(resp, now)
+			f.learn(resp, key.name, now)
 		}
 		if e = f.toWire(&q, resp, key.name, now); e == nil {
 			f.writeHeaderOnlyQ(&q, dns.RcodeServerFailure)
@@ -151,19 +151,20 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	f.writeWire(&q, e, now)
 }
 
-// learn records the addresses and CNAME targets of an allowed answer.
-func (f *Filter) learn(m *dns.Msg, now int64) {
+// learn records the addresses (handed out for name, the normalized
+// question name) and the CNAME targets of an allowed answer.
+func (f *Filter) learn(m *dns.Msg, name string, now int64) {
 	for _, rr := range m.Answer {
 		h := rr.Header()
 		exp := now + int64(h.Ttl)*1e9
 		switch v := rr.(type) {
 		case *dns.A:
 			if a, ok := netip.AddrFromSlice(v.A); ok && h.Ttl > 0 {
-				f.learned.add(a.Unmap(), exp)
+				f.learned.add(a.Unmap(), name, exp)
 			}
 		case *dns.AAAA:
 			if a, ok := netip.AddrFromSlice(v.AAAA); ok && h.Ttl > 0 {
-				f.learned.add(a.Unmap(), exp)
+				f.learned.add(a.Unmap(), name, exp)
 			}
 		case *dns.CNAME:
 			if t, ok := policy.NormalizeHost(v.Target); ok && h.Ttl > 0 {

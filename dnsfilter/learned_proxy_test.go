@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,11 +53,16 @@ func tcpServer(t *testing.T, fn func(net.Conn)) string {
 	return ln.Addr().String()
 }
 
-// startProxy runs the proxy with the filter as its LearnedAddrs.
-func startProxy(t *testing.T, f *Filter, admit bool) string {
+// startProxy runs the proxy with the filter as its LearnedAddrs and allow
+// as its extra allow entries.
+func startProxy(t *testing.T, f *Filter, admit bool, allow ...string) string {
 	t.Helper()
+	pol, err := policy.Compile(policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers"}, Allow: allow}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st := proxy.Settings{
-		Profiles: policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: serversPolicy(t)},
+		Profiles: policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol},
 			[]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}),
 		AdmitLearned: admit,
 		AllowRanges:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, // the origin is on loopback
@@ -113,13 +119,18 @@ func connect(t *testing.T, proxyAddr, target string) (int, string) {
 }
 
 // TestLearnedAddressThroughProxy: an IP-literal CONNECT is admitted only
-// when dns.admit_learned_addresses is on and only within the TTL of the
-// answer the filter handed out for an allowed name.
+// when dns.admit_learned_addresses is on, only within the TTL of the answer
+// the filter handed out for an allowed name, and only where the policy
+// admits that name (issue 13 finding 1: every port was admitted). The
+// name's row here is an allow entry on the echo origin's port; the proxy
+// package's TestLearnedAddressBoundToName covers the catalog's TLS and path
+// rows.
 func TestLearnedAddressThroughProxy(t *testing.T) {
 	e := startFilter(t, Options{CacheSize: 100})
 	origin := echoServer(t)
-	on := startProxy(t, e.f, true)
-	off := startProxy(t, e.f, false)
+	_, port, _ := net.SplitHostPort(origin)
+	on := startProxy(t, e.f, true, strings.TrimSuffix(nameLoop, ".")+":"+port)
+	off := startProxy(t, e.f, false, strings.TrimSuffix(nameLoop, ".")+":"+port)
 
 	if code, reason := connect(t, on, origin); code != http.StatusForbidden || reason != "ip-literal" {
 		t.Fatalf("before the DNS answer: %d %s, want 403 ip-literal", code, reason)
@@ -133,6 +144,17 @@ func TestLearnedAddressThroughProxy(t *testing.T) {
 	}
 	if code, reason := connect(t, off, origin); code != http.StatusForbidden || reason != "ip-literal" {
 		t.Errorf("learned address, option off: %d %s, want 403 ip-literal", code, reason)
+	}
+	// The name is admitted on the origin's port only: the learned address
+	// on any other port, or as an IPv4-mapped address on another port, is
+	// refused before any dial.
+	for _, target := range []string{"127.0.0.1:80", "127.0.0.1:9090", "127.0.0.1:8443", "[::ffff:127.0.0.1]:80"} {
+		if code, reason := connect(t, on, target); code != http.StatusForbidden || reason != "ip-literal" {
+			t.Errorf("learned address on another port %s: %d %s, want 403 ip-literal", target, code, reason)
+		}
+	}
+	if code, reason := connect(t, on, "[::ffff:127.0.0.1]:"+port); code != http.StatusOK {
+		t.Errorf("learned address, IPv4-mapped: %d %s, want 200", code, reason)
 	}
 	e.clock.Advance(61 * time.Second)
 	if code, reason := connect(t, on, origin); code != http.StatusForbidden || reason != "ip-literal" {

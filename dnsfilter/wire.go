@@ -17,8 +17,8 @@ const (
 
 // fastWire turns an upstream answer b into the cached wire form (see
 // wireAnswer) without unpacking it: it walks the records once, notes their
-// TTL offsets and the cache lifetime, learns the addresses and CNAME
-// targets of an allowed answer, and fixes the OPT record for this client:
+// TTL offsets and the cache lifetime, learns the addresses (for key.name)
+// and CNAME targets of an allowed answer, and fixes the OPT record for this client:
 // our UDP size and the client's DO bit when the client spoke EDNS, no OPT
 // record when it did not (RFC 6891 section 7). It returns nil for anything
 // unusual (hop-by-hop EDNS options to strip, an OPT record that is not the
@@ -82,9 +82,9 @@ func (f *Filter) fastWire(q *query, b []byte, key cacheKey, allowed bool, now in
 			exp := now + int64(ttl)*1e9
 			switch {
 			case typ == dns.TypeA && end-rdata == 4:
-				f.learned.add(netip.AddrFrom4([4]byte(b[rdata:end])), exp)
+				f.learned.add(netip.AddrFrom4([4]byte(b[rdata:end])), key.name, exp)
 			case typ == dns.TypeAAAA && end-rdata == 16:
-				f.learned.add(netip.AddrFrom16([16]byte(b[rdata:end])).Unmap(), exp)
+				f.learned.add(netip.AddrFrom16([16]byte(b[rdata:end])).Unmap(), key.name, exp)
 			case typ == dns.TypeCNAME:
 				if t, _, err := dns.UnpackDomainName(b, rdata); err == nil {
 					if h, ok := policy.NormalizeHost(t); ok {

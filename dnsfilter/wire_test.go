@@ -1,7 +1,6 @@
 package dnsfilter
 
 import (
-	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -10,7 +9,7 @@ import (
 // TestFastWire checks which upstream answers the wire path takes and which
 // it leaves to the full unpack (nil), and that what it produces parses.
 func TestFastWire(t *testing.T) {
-	f := &Filter{cnames: newTTLSet[string](10), learned: newTTLSet[netip.Addr](10)}
+	f := &Filter{cnames: newTTLSet[string](10), learned: newAddrNames(10)}
 	reply := func(mod func(m *dns.Msg)) []byte {
 		m := new(dns.Msg)
 		m.SetQuestion("X.his.arc.azure.com.", dns.TypeA)

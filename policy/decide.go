@@ -216,7 +216,9 @@ func (ix *index) denied(host string, port int) (*crow, int) {
 // pathAllowed reports whether path lies under prefix by whole segments:
 // "/pub" admits "/pub" and "/pub/x", not "/public". The path is taken as
 // the client sent it (no decoding): a percent-encoded or dot-segment path
-// that differs from the prefix is refused, never normalized into it.
+// that differs from the prefix is refused, never normalized into it, and
+// so is a ';' (or "%3b") below the prefix: origins that read it as a path
+// parameter (Tomcat, Jetty) resolve "..;" as "..".
 func pathAllowed(prefix, path string) bool {
 	if !strings.HasPrefix(path, prefix) {
 		return false
@@ -225,7 +227,8 @@ func pathAllowed(prefix, path string) bool {
 		return false
 	}
 	rest := path[len(prefix):]
-	if strings.IndexByte(rest, '\\') >= 0 || containsFold(rest, "%5c") || containsFold(rest, "%2f") || containsFold(rest, "%2e") {
+	if strings.IndexByte(rest, '\\') >= 0 || strings.IndexByte(rest, ';') >= 0 ||
+		containsFold(rest, "%5c") || containsFold(rest, "%2f") || containsFold(rest, "%2e") || containsFold(rest, "%3b") {
 		// IIS and others read a backslash (or an encoded one) as a
 		// separator, and encoded slashes or dots as path syntax: such a
 		// path may resolve outside the prefix at the origin.

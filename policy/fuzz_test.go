@@ -261,6 +261,7 @@ func FuzzDecide(f *testing.F) {
 	f.Add("2130706433", 443, "", false)
 	f.Add("a..b", 0, "", false)
 	f.Add("files.example.org", 80, "/pub/../x", true)
+	f.Add("microsoft.com", 80, "/pkiops/certs/..;/x", true)
 	f.Add("x.evil.example", 443, "", false)
 	f.Add("", -1, "", false)
 	f.Fuzz(func(t *testing.T, host string, port int, path string, plain bool) {

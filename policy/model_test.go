@@ -45,8 +45,9 @@ func refKind(pattern string) int {
 
 // refPathAllowed: path prefixes by whole segments (design), and the
 // hardening rule on top: below the prefix, a segment "." or "..", a
-// backslash or a percent-encoded '.', '/' or '\' could resolve outside the
-// prefix at the origin, so such a path is refused, never normalized.
+// backslash, a ';' path parameter ("..;" is ".." to Tomcat and Jetty) or a
+// percent-encoded '.', '/', '\' or ';' could resolve outside the prefix at
+// the origin, so such a path is refused, never normalized.
 func refPathAllowed(prefix, path string) bool {
 	if path != prefix && !strings.HasPrefix(path, prefix+"/") {
 		return false
@@ -58,8 +59,8 @@ func refPathAllowed(prefix, path string) bool {
 		}
 	}
 	low := strings.ToLower(rest)
-	return !strings.Contains(rest, "\\") && !strings.Contains(low, "%2e") &&
-		!strings.Contains(low, "%2f") && !strings.Contains(low, "%5c")
+	return !strings.Contains(rest, "\\") && !strings.Contains(rest, ";") && !strings.Contains(low, "%2e") &&
+		!strings.Contains(low, "%2f") && !strings.Contains(low, "%5c") && !strings.Contains(low, "%3b")
 }
 
 // signInAndARM are the rows indirect-mode data services keep besides its own.

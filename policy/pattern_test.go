@@ -389,6 +389,14 @@ func TestPkiops(t *testing.T) {
 		{"plain, trailing dot segment", plain("miCrosoft.Com", 80, "/pkiops/certs/."), denied(policy.PathNotAllowed)},
 		{"plain, inner dot segment", plain("MICROSOFT.COM", 80, "/pkiops/certs/./x.crt"), denied(policy.PathNotAllowed)},
 		{"plain, dots in a name are fine", plain("microsoft.com", 80, "/pkiops/certs/.x.crt"), allowRule("microsoft.com/pkiops/certs:80", "servers", "esu")},
+		// Issue 13 finding 5: origins that read ';' as a path parameter
+		// (Tomcat, Jetty) resolve "..;" as "..", outside the prefix.
+		{"plain, dot-dot with a path parameter", plain("microsoft.com", 80, "/pkiops/certs/..;/x"), denied(policy.PathNotAllowed)},
+		{"plain, dot-dot with a named parameter", plain("microsoft.com", 80, "/pkiops/certs/..;a=b/../x"), denied(policy.PathNotAllowed)},
+		{"plain, dot with a path parameter", plain("microsoft.com", 80, "/pkiops/certs/.;/x.crt"), denied(policy.PathNotAllowed)},
+		{"plain, parameter on a file name", plain("microsoft.com", 80, "/pkiops/certs/x.crt;jsessionid=1"), denied(policy.PathNotAllowed)},
+		{"plain, encoded parameter", plain("microsoft.com", 80, "/pkiops/certs/..%3B/x"), denied(policy.PathNotAllowed)},
+		{"plain, parameter on the prefix", plain("microsoft.com", 80, "/pkiops/certs;/x"), denied(policy.PathNotAllowed)},
 		{"plain, case differs", plain("microsoft.com", 80, "/PKIOPS/certs/x"), denied(policy.PathNotAllowed)},
 		{"CONNECT on 80", dest("microsoft.com", 80), denied(policy.PathNotAllowed)},
 		{"other port", dest("microsoft.com", 8080), denied(policy.PortNotAllowed)},

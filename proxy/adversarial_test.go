@@ -233,6 +233,43 @@ func echoes(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
 	}
 }
 
+// notTLSInTunnel asserts that the proxy answers 403 not-tls inside an
+// admitted tunnel and closes it.
+func notTLSInTunnel(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(HeaderReason) != policy.NotTLS.String() {
+		t.Fatalf("got %s %q, want 403 not-tls", resp.Status, resp.Header.Get(HeaderReason))
+	}
+	_, _ = io.ReadAll(resp.Body)
+	closedNow(t, c, br)
+}
+
+// helloRefused writes hello (nil: it went with the request) into an
+// admitted tunnel and asserts that the proxy answers with its TLS
+// access_denied alert and closes, the hello never reaching the origin.
+func helloRefused(hello []byte) func(t *testing.T, e *env, c net.Conn, br *bufio.Reader) {
+	return func(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
+		t.Helper()
+		if hello != nil {
+			if _, err := c.Write(hello); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		got, err := io.ReadAll(br)
+		if isTimeout(err) {
+			t.Fatalf("tunnel left open after %q", got)
+		}
+		if string(got) != string(tlsAccessDenied) {
+			t.Fatalf("got %q, want the access_denied alert and a close", got)
+		}
+	}
+}
+
 // servedPathUnder asserts that the plain origin served a path inside
 // /pkiops/certs (as the origin resolves it).
 func servedPathUnder(paths chan string) func(t *testing.T, e *env, c net.Conn, br *bufio.Reader) {
@@ -348,6 +385,9 @@ func TestAdversarialCorpus(t *testing.T) {
 		{name: "plain-encoded-slash-inside", req: get("http://microsoft.com/pkiops%2fcerts/a.crt", "microsoft.com"), status: ok, then: servedPathUnder(paths)},
 		{name: "plain-query-traversal", req: get("http://microsoft.com/pkiops/certs/a.crt?/../../secret", "microsoft.com"), status: ok, then: servedPathUnder(paths)},
 		{name: "plain-encoded-crlf-in-path", req: get("http://microsoft.com/pkiops/certs/a%0d%0aX-Injected:%201", "microsoft.com"), status: ok, then: servedPathUnder(paths)},
+		{name: "plain-path-parameter-dot-dot", req: get("http://microsoft.com/pkiops/certs/..;/secret", "microsoft.com"), status: deny, reason: pathNot, host: "microsoft.com", port: 80},
+		{name: "plain-path-parameter-encoded", req: get("http://microsoft.com/pkiops/certs/..%3b/secret", "microsoft.com"), status: deny, reason: pathNot, host: "microsoft.com", port: 80},
+		{name: "plain-path-parameter-on-file", req: get("http://microsoft.com/pkiops/certs/a.crt;x=/../../secret", "microsoft.com"), status: deny, reason: pathNot, host: "microsoft.com", port: 80},
 		{name: "plain-percent-encoded-host", req: get("http://microsoft%2ecom/pkiops/certs/a.crt", "microsoft.com"), status: bad},
 
 		// IPv6 literals with zones, IPv4 forms, IPv4-mapped IPv6.
@@ -413,18 +453,26 @@ func TestAdversarialCorpus(t *testing.T) {
 				t.Fatalf("echo of the body %q %v", b, err)
 			}
 		}},
-		{name: "connect-body-not-tls", req: "CONNECT management.azure.com:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", status: ok, then: func(t *testing.T, _ *env, c net.Conn, br *bufio.Reader) {
-			// A body cannot carry plain bytes past the not-tls check.
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != deny || resp.Header.Get(HeaderReason) != policy.NotTLS.String() {
-				t.Fatalf("got %s %q, want 403 not-tls", resp.Status, resp.Header.Get(HeaderReason))
-			}
-			_, _ = io.ReadAll(resp.Body)
-			closedNow(t, c, br)
-		}},
+		// A body cannot carry plain bytes past the not-tls check.
+		{name: "connect-body-not-tls", req: "CONNECT management.azure.com:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", status: ok, then: notTLSInTunnel},
+
+		// A server_name list of more than one entry, whatever its order
+		// (issue 13 finding 6): refused, never decided on its first host_name.
+		{name: "sni-list-allowed-then-evil", req: connect("management.azure.com:443", ""), status: ok,
+			then: helloRefused(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"}))},
+		{name: "sni-list-other-type-then-allowed", req: connect("management.azure.com:443", ""), status: ok,
+			then: helloRefused(helloWithSNIList(sniEntry{1, "evil.example"}, sniEntry{0, "management.azure.com"}))},
+		{name: "sni-list-pipelined", req: connect("management.azure.com:443", "") +
+			string(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"})), status: ok,
+			then: helloRefused(nil)},
+
+		// The admin listener (/learned, /metrics) is not reachable through
+		// the proxy under any of its names (issue 13 finding 4 is the
+		// admin side: a rebinding Host gets 421 there, internal/admin's
+		// TestHostHeader).
+		{name: "plain-to-admin-by-name", req: get("http://localhost:9090/learned", "localhost:9090"), status: deny, reason: notListed, host: "localhost", port: 9090},
+		{name: "plain-to-admin-by-address", req: get("http://127.0.0.1:9090/metrics", "127.0.0.1:9090"), status: deny, reason: ipLiteral, host: "127.0.0.1", port: 9090},
+		{name: "connect-to-admin", req: connect("127.0.0.1:9090", ""), status: deny, reason: ipLiteral, host: "127.0.0.1", port: 9090},
 
 		// Websocket upgrades are decided like any request.
 		{name: "ws-upgrade-refused", req: "GET http://evil.example/ws HTTP/1.1\r\nHost: microsoft.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
@@ -512,5 +560,52 @@ func TestAdversarialRebinding(t *testing.T) {
 	}
 	if allowed == 0 || refused == 0 {
 		t.Fatalf("allowed %d, refused %d: the rebinding resolver was not exercised", allowed, refused)
+	}
+}
+
+// TestAdversarialLearnedAddresses (issue 13 finding 1): with
+// dns.admit_learned_addresses, an address the DNS filter handed out for a
+// TLS row's name is reached only as that name: on its port, in TLS, with
+// its SNI. Every other use of the address is refused before any dial (the
+// learned env's echo origin on the other ports counts dials).
+func TestAdversarialLearnedAddresses(t *testing.T) {
+	leakCheck(t)
+	le := newLearnedEnv(t, false)
+	le.resolve(t, learnedName)
+	const deny = http.StatusForbidden
+	connect := func(target string) string { return "CONNECT " + target + " HTTP/1.1\r\nHost: host.invalid\r\n\r\n" }
+	get := func(url, host, extra string) string {
+		return "GET " + url + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n"
+	}
+	mapped := "::ffff:" + learnedAddr
+	ipLiteral := policy.IPLiteral
+	ws := "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	cases := []advCase{
+		{name: "learned-other-port", req: connect(learnedAddr + ":80"), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
+		{name: "learned-high-port", req: connect(learnedAddr + ":9090"), status: deny, reason: ipLiteral, host: learnedAddr, port: 9090},
+		{name: "learned-obo-port", req: connect(learnedAddr + ":8084"), status: deny, reason: ipLiteral, host: learnedAddr, port: 8084},
+		{name: "learned-mapped-other-port", req: connect("[" + mapped + "]:80"), status: deny, reason: ipLiteral, host: mapped, port: 80},
+		{name: "learned-mapped-high-port", req: connect("[" + mapped + "]:9090"), status: deny, reason: ipLiteral, host: mapped, port: 9090},
+		{name: "learned-decimal-form", req: connect("2130706453:443"), status: deny, reason: ipLiteral, host: "2130706453", port: 443},
+		{name: "learned-plain-get", req: get("http://"+learnedAddr+"/anything", learnedAddr, ""), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
+		{name: "learned-plain-get-mapped", req: get("http://["+mapped+"]/anything", "["+mapped+"]", ""), status: deny, reason: ipLiteral, host: mapped, port: 80},
+		{name: "learned-websocket", req: get("http://"+learnedAddr+"/ws", learnedAddr, ws), status: deny, reason: ipLiteral, host: learnedAddr, port: 80},
+		{name: "learned-tls-row-plain-bytes", req: connect(learnedAddr + ":443"), status: http.StatusOK, then: func(t *testing.T, e *env, c net.Conn, br *bufio.Reader) {
+			fmt.Fprint(c, "GET /anything HTTP/1.1\r\nHost: "+learnedAddr+"\r\n\r\n")
+			notTLSInTunnel(t, e, c, br)
+		}},
+		{name: "learned-tls-row-other-sni", req: connect(learnedAddr + ":443"), status: http.StatusOK,
+			then: helloRefused(helloWithSNIList(sniEntry{0, "management.azure.com"}))},
+		{name: "learned-tls-row-sni-list", req: connect(learnedAddr + ":443"), status: http.StatusOK,
+			then: helloRefused(helloWithSNIList(sniEntry{0, learnedName}, sniEntry{0, "evil.example"}))},
+		{name: "learned-not-learned-neighbour", req: connect("127.0.0.22:443"), status: deny, reason: ipLiteral, host: "127.0.0.22", port: 443},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runAdvCase(t, le.env, tc)
+		})
+	}
+	if n := le.echoConns(); n != 0 {
+		t.Fatalf("a refused use of the learned address was dialed %d times", n)
 	}
 }

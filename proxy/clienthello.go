@@ -33,11 +33,18 @@ const (
 	// helloNeedScratch: the hello is complete but spread over several
 	// records, and scratch is too small to reassemble it.
 	helloNeedScratch
+	// helloSNIList: a complete ClientHello whose server_name list holds
+	// more than one entry (RFC 6066 section 3 allows one name of a type;
+	// Go's TLS server rejects such lists). The tunnel refuses it as
+	// sni-mismatch whatever the entries name: deciding on one of them
+	// would let the origin pick another.
+	helloSNIList
 )
 
 // parseClientHello inspects b, the first bytes a client sent in a tunnel.
 // On helloOK, sni is the host_name of the server_name extension (nil when
-// the extension is absent): a sub-slice of b, or of scratch when the
+// the extension is absent; a list of more than one entry is helloSNIList,
+// with sni nil): a sub-slice of b, or of scratch when the
 // message is spread over several records, in which case it is reassembled
 // there. A scratch too small for that gives helloNeedScratch (nil is fine
 // for the usual one-record hello).
@@ -202,7 +209,10 @@ func parseHelloBody(m []byte) ([]byte, helloStatus) {
 	if r.bad || len(r.b) != 0 {
 		return nil, helloNotTLS
 	}
-	var sni []byte
+	var (
+		sni   []byte
+		multi bool // the server_name list held more than one entry
+	)
 	for len(ext.b) > 0 && !ext.bad {
 		typ := ext.u16()
 		data := ext.bytes(ext.u16())
@@ -220,22 +230,26 @@ func parseHelloBody(m []byte) ([]byte, helloStatus) {
 		if sn.bad || len(sn.b) != 0 || len(list.b) == 0 {
 			return nil, helloNotTLS
 		}
-		for len(list.b) > 0 {
+		for entries := 0; len(list.b) > 0; entries++ {
 			nt := list.u8()
 			name := list.bytes(list.u16())
 			if list.bad || len(name) == 0 {
 				return nil, helloNotTLS
 			}
+			multi = multi || entries > 0
 			if nt == sniHostName && sni == nil {
 				sni = name
 			}
 		}
-		if sni == nil {
+		if sni == nil && !multi {
 			return nil, helloNotTLS
 		}
 	}
 	if ext.bad {
 		return nil, helloNotTLS
+	}
+	if multi {
+		return nil, helloSNIList
 	}
 	return sni, helloOK
 }

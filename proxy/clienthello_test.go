@@ -46,6 +46,34 @@ func splitRecords(rec []byte, size int) []byte {
 	return out.Bytes()
 }
 
+// sniEntry is one ServerName of a server_name list (RFC 6066 section 3).
+type sniEntry struct {
+	typ  byte
+	name string
+}
+
+// helloWithSNIList builds a minimal one-record TLS 1.2 ClientHello whose
+// server_name extension holds the given list, as a hostile client may
+// write it (crypto/tls always sends exactly one host_name).
+func helloWithSNIList(entries ...sniEntry) []byte {
+	var list []byte
+	for _, e := range entries {
+		list = append(list, e.typ, byte(len(e.name)>>8), byte(len(e.name)))
+		list = append(list, e.name...)
+	}
+	sn := append([]byte{byte(len(list) >> 8), byte(len(list))}, list...)
+	ext := append([]byte{0x00, 0x00, byte(len(sn) >> 8), byte(len(sn))}, sn...)
+	body := []byte{0x03, 0x03}
+	body = append(body, make([]byte, 32)...)    // random
+	body = append(body, 0x00)                   // session id
+	body = append(body, 0x00, 0x02, 0xc0, 0x2f) // one cipher suite
+	body = append(body, 0x01, 0x00)             // null compression
+	body = append(body, byte(len(ext)>>8), byte(len(ext)))
+	body = append(body, ext...)
+	msg := append([]byte{handshakeClientHello, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+	return append([]byte{recordTypeHandshake, 0x03, 0x01, byte(len(msg) >> 8), byte(len(msg))}, msg...)
+}
+
 func TestParseClientHello(t *testing.T) {
 	withSNI := clientHello(t, "management.azure.com")
 	noSNI := clientHello(t, "")
@@ -70,6 +98,17 @@ func TestParseClientHello(t *testing.T) {
 		{"not-client-hello", []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00}, "", helloNotTLS},
 		{"zero-length-record", []byte{0x16, 0x03, 0x01, 0x00, 0x00}, "", helloNotTLS},
 		{"empty-hello", []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00}, "", helloNotTLS},
+		// Issue 13 finding 6: RFC 6066 allows one name of a type, and Go's
+		// server rejects longer lists; a list of more than one entry is
+		// refused whatever its order, never decided on its first host_name.
+		{"one-entry-list", helloWithSNIList(sniEntry{0, "management.azure.com"}), "management.azure.com", helloOK},
+		{"list-allowed-then-evil", helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"}), "", helloSNIList},
+		{"list-evil-then-allowed", helloWithSNIList(sniEntry{0, "evil.example"}, sniEntry{0, "management.azure.com"}), "", helloSNIList},
+		{"list-other-type-then-allowed", helloWithSNIList(sniEntry{1, "evil.example"}, sniEntry{0, "management.azure.com"}), "", helloSNIList},
+		{"list-allowed-then-other-type", helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{7, "evil.example"}), "", helloSNIList},
+		{"list-same-name-twice", helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "management.azure.com"}), "", helloSNIList},
+		{"list-other-type-only", helloWithSNIList(sniEntry{1, "evil.example"}), "", helloNotTLS},
+		{"list-split-records", splitRecords(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"}), 11), "", helloSNIList},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sni, st := parseClientHello(tc.in, make([]byte, 0, maxHelloBytes))
@@ -129,10 +168,18 @@ func FuzzParseClientHello(f *testing.F) {
 	f.Add(clientHello(f, ""))
 	f.Add(splitRecords(clientHello(f, "a.b"), 9))
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
+	f.Add(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "evil.example"}))
+	f.Add(helloWithSNIList(sniEntry{1, "evil.example"}, sniEntry{0, "management.azure.com"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sni, st := parseClientHello(b, make([]byte, 0, maxHelloBytes))
 		if st != helloOK && sni != nil {
 			t.Fatal("server name without a complete hello")
+		}
+		if st == helloSNIList {
+			// A refused list stays refused behind more bytes.
+			if _, st2 := parseClientHello(append(append([]byte{}, b...), 0x16), make([]byte, 0, maxHelloBytes)); st2 != helloSNIList {
+				t.Fatalf("with a trailing byte: status %d, before %d", st2, st)
+			}
 		}
 		if st == helloOK {
 			// A complete hello stays complete, with the same name, behind more bytes.

@@ -26,7 +26,7 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 	if !s.precheck(w, st, client, host, port, reason) {
 		return
 	}
-	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port}), "")
+	d, ok, learned := s.admit(st, client, policy.Dest{Host: host, Port: port})
 	if !ok {
 		writeDeny(w, d.Host, d.Port, d.Reason)
 		return
@@ -49,6 +49,7 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 		origin:   origin,
 		clientIP: client,
 		dec:      d,
+		learned:  learned,
 		inspect:  st.sni != SNIOff,
 		start:    time.Now(),
 	}

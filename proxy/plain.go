@@ -114,7 +114,7 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 		return
 	}
 	path := cleanPath(r.URL.Path)
-	d, ok := s.admit(st, client, st.pol.Decide(policy.Dest{Host: host, Port: port, Path: path, Plain: true}), path)
+	d, ok, _ := s.admit(st, client, policy.Dest{Host: host, Port: port, Path: path, Plain: true})
 	if !ok {
 		writeDeny(w, d.Host, d.Port, d.Reason)
 		return

@@ -28,11 +28,15 @@ import (
 	"github.com/arcfence/arcfence/policy"
 )
 
-// LearnedAddrs reports whether the DNS filter handed out an address for a
-// name the policy allows. With dns.admit_learned_addresses, a CONNECT to
-// such an IP literal is admitted.
+// LearnedAddrs tells which names the DNS filter handed an address out for
+// (dnsfilter.Filter implements it). With dns.admit_learned_addresses, an
+// IP-literal destination is admitted where the policy admits one of its
+// names, as that name would be.
 type LearnedAddrs interface {
-	Learned(netip.Addr) bool
+	// LearnedNames appends to dst the names addr was handed out for,
+	// within their answers' TTL, and returns the extended slice. It is
+	// called concurrently.
+	LearnedNames(addr netip.Addr, dst []string) []string
 }
 
 // Options configure a Server.
@@ -47,7 +51,7 @@ type Options struct {
 	Audit *audit.Log
 	// Metrics receives the proxy's metrics; nil means a private set.
 	Metrics *metrics.Metrics
-	// LearnedAddrs, when non-nil, is consulted for IP-literal CONNECTs
+	// LearnedAddrs, when non-nil, is consulted for IP-literal destinations
 	// when dns.admit_learned_addresses is on. nil means none.
 	LearnedAddrs LearnedAddrs
 }
@@ -397,27 +401,64 @@ func (s *Server) refusedPath(client netip.Addr, host string, port int, path stri
 	})
 }
 
-// ruleLearned is the Rule of a CONNECT admitted because the DNS filter
-// handed out its address for an allowed name.
+// ruleLearned marks the Rule of a destination admitted because the DNS
+// filter handed its address out for a name the policy admits there.
 const ruleLearned = "dns:learned-address"
 
-// admit turns a decision into admission: allowed decisions, IP literals the
-// DNS filter handed out (when that is on), and in learn mode the refusals
-// learn mode lets through (logged as "would deny"). Refusals are logged and
-// counted here.
-func (s *Server) admit(st *settings, client netip.Addr, d policy.Decision, path string) (policy.Decision, bool) {
+// admit decides dest and turns the decision into admission: allowed
+// decisions, IP literals the DNS filter handed out for a name the policy
+// admits on dest's port and path (when that is on; learned reports it), and
+// in learn mode the refusals learn mode lets through (logged as "would
+// deny"). Refusals are logged and counted here.
+func (s *Server) admit(st *settings, client netip.Addr, dest policy.Dest) (d policy.Decision, ok, learned bool) {
+	d = st.pol.Decide(dest)
 	if d.Allowed() {
 		s.m.decision(true, policy.ReasonNone, d.Offering)
-		return d, true
+		return d, true, false
 	}
-	if d.Reason == policy.IPLiteral && st.admitLearned && s.learned != nil && d.Addr.IsValid() && s.learned.Learned(d.Addr) {
-		d.Verdict, d.Reason, d.Rule = policy.Allow, policy.ReasonNone, ruleLearned
-		s.m.decision(true, policy.ReasonNone, "")
-		return d, true
+	if d.Reason == policy.IPLiteral && st.admitLearned && s.learned != nil && d.Addr.IsValid() {
+		if ld, ok := s.learnedDecision(st, d, dest); ok {
+			s.m.decision(true, policy.ReasonNone, ld.Offering)
+			return ld, true, true
+		}
 	}
 	proceed := st.learn && d.Reason.Learnable()
-	s.refusedPath(client, d.Host, d.Port, path, d.Reason, proceed)
-	return d, proceed
+	s.refusedPath(client, d.Host, d.Port, dest.Path, d.Reason, proceed)
+	return d, proceed, false
+}
+
+// learnedDecision decides d, an IP literal the policy refused as
+// ip-literal, by the names the DNS filter handed its address out for (an
+// IPv4-mapped address is its IPv4 address): the first name the policy
+// admits on dest's port (and path, over plain HTTP) decides, with its row's
+// properties (TLS-only, private addresses, offering), for d's address. The
+// Rule names the row and the name:
+// "*.his.arc.azure.com:443 (dns:learned-address x.his.arc.azure.com)".
+func (s *Server) learnedDecision(st *settings, d policy.Decision, dest policy.Dest) (policy.Decision, bool) {
+	var buf [4]string
+	for _, name := range s.learned.LearnedNames(d.Addr.Unmap(), buf[:0]) {
+		nd := st.pol.Decide(policy.Dest{Host: name, Port: dest.Port, Path: dest.Path, Plain: dest.Plain})
+		if !nd.Allowed() {
+			continue
+		}
+		nd.Host, nd.Addr = d.Host, d.Addr.Unmap()
+		nd.Rule += " (" + ruleLearned + " " + name + ")"
+		return nd, true
+	}
+	return d, false
+}
+
+// learnedSNI reports whether sni names one of the names the DNS filter
+// handed addr out for that the policy admits on port: the SNI check of a
+// tunnel admitted by learnedDecision.
+func (s *Server) learnedSNI(st *settings, addr netip.Addr, sni []byte, port int) bool {
+	var buf [4]string
+	for _, name := range s.learned.LearnedNames(addr, buf[:0]) {
+		if sameHost(sni, name) && st.pol.Decide(policy.Dest{Host: name, Port: port}).Allowed() {
+			return true
+		}
+	}
+	return false
 }
 
 // remoteIP parses the client address of a request.

@@ -233,25 +233,6 @@ func TestIPLiteral(t *testing.T) {
 	}
 }
 
-type learnedSet map[string]bool
-
-func (l learnedSet) Learned(a netip.Addr) bool { return l[a.String()] }
-
-func TestLearnedAddressAdmitted(t *testing.T) {
-	leakCheck(t)
-	e := newEnv(t, func(c *envConfig) { c.AdmitLearned = true })
-	e.s.learned = learnedSet{"127.0.0.14": true}
-	e.rawOrigin("raw.arcfence.test", 443, echo)
-	c := e.tunnel("127.0.0.14:443")
-	fmt.Fprint(c, "ping")
-	b := make([]byte, 4)
-	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
-		t.Fatalf("echo %q %v", b, err)
-	}
-	_, _, resp := e.connect("127.0.0.15:443")
-	e.refusal(t, resp, "127.0.0.15", 443, policy.IPLiteral)
-}
-
 func TestClientNotAllowed(t *testing.T) {
 	leakCheck(t)
 	e := newEnv(t, func(c *envConfig) { c.Clients = prefixes("127.0.0.1/32") })
@@ -342,6 +323,18 @@ func TestSNI(t *testing.T) {
 		err := tc.Handshake()
 		if err == nil || !strings.Contains(err.Error(), "access denied") {
 			t.Fatalf("handshake error %v, want access denied", err)
+		}
+		e.logs.find(t, map[string]any{"msg": "denied", "host": "management.azure.com", "port": 443, "reason": "sni-mismatch"})
+	})
+	t.Run("multi-entry-list", func(t *testing.T) {
+		// Issue 13 finding 6: [allowed, other] passed on its first name.
+		c := e.tunnel("management.azure.com:443")
+		if _, err := c.Write(helloWithSNIList(sniEntry{0, "management.azure.com"}, sniEntry{0, "login.microsoftonline.com"})); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		if got, _ := io.ReadAll(c); !bytes.Equal(got, tlsAccessDenied) {
+			t.Fatalf("got %q, want the access_denied alert", got)
 		}
 		e.logs.find(t, map[string]any{"msg": "denied", "host": "management.azure.com", "port": 443, "reason": "sni-mismatch"})
 	})

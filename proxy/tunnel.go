@@ -44,6 +44,7 @@ type tunnel struct {
 	origin   *net.TCPConn
 	clientIP netip.Addr
 	dec      policy.Decision
+	learned  bool // admitted by learnedDecision: sniMatches checks the learned names
 	// toOrigin are client bytes the request parser had already buffered;
 	// toClient are origin bytes already read (a websocket's 101 answer).
 	toOrigin, toClient []byte
@@ -428,6 +429,10 @@ func (t *tunnel) checkHello() (int64, error) {
 			if sni != nil && !t.sniMatches(sni) && !t.refuseInTunnel(policy.SNIMismatch) {
 				return 0, errRefused
 			}
+		case helloSNIList:
+			if !t.refuseInTunnel(policy.SNIMismatch) {
+				return 0, errRefused
+			}
 		}
 	}
 	var n int
@@ -445,9 +450,14 @@ func (t *tunnel) checkHello() (int64, error) {
 }
 
 // sniMatches reports whether a ClientHello's server name fits the tunnel:
-// the CONNECT target itself, or, for a tunnel to an IP literal, a name the
-// policy admits on the tunnel's port.
+// the CONNECT target itself; for a tunnel to an address the DNS filter
+// handed out, a name it was handed out for that the policy admits on the
+// tunnel's port; for another tunnel to an IP literal, a name the policy
+// admits on that port.
 func (t *tunnel) sniMatches(sni []byte) bool {
+	if t.learned {
+		return t.s.learnedSNI(t.st, t.dec.Addr, sni, t.dec.Port)
+	}
 	if t.dec.Addr.IsValid() {
 		d := t.st.pol.Decide(policy.Dest{Host: string(sni), Port: t.dec.Port})
 		return d.Allowed()

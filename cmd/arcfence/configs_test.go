@@ -63,6 +63,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad-duration.yaml", `"ten seconds" is not a duration`},
 		{"bad-int.yaml", `limits.max_tunnels`},
 		{"bad-cidr.yaml", `clients: "10.0.0.0/33" is not a CIDR`},
+		{"bad-admin-host.yaml", `admin.hosts: "http://arcfence.corp/" is not a host name or an IP address`},
 		{"bad-listen.yaml", `listen: "3128" is not host:port`},
 		{"vmware-no-vcenter.yaml", `vmware.vcenter: required with offering vmware`},
 		{"vcenter-no-vmware.yaml", `vmware.vcenter: set without offering vmware`},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,16 +50,7 @@ var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return getHost(t, url, "")
 }
 
 func TestHealthz(t *testing.T) {
@@ -223,6 +215,7 @@ func TestClients(t *testing.T) {
 			s := &Server{clients: p}
 			h := s.guard(Handler(Options{}))
 			req := httptest.NewRequest("GET", "/healthz", nil)
+			req.Host = "127.0.0.1:9090"
 			req.RemoteAddr = tc.remote
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -230,6 +223,129 @@ func TestClients(t *testing.T) {
 				t.Fatalf("%d, want %d: %s", rec.Code, tc.want, rec.Body)
 			}
 		})
+	}
+}
+
+// getHost GETs url with the given Host header ("" = the URL's) over a
+// real connection.
+func getHost(t *testing.T, url, host string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestHostHeader (issue 13 finding 4): the admin listener answers only
+// requests whose Host names it, so that a page in a browser on the host
+// cannot read /learned or /metrics by rebinding its own name to 127.0.0.1.
+func TestHostHeader(t *testing.T) {
+	m := metrics.New()
+	s, base := start(t, Options{Metrics: m, Hosts: []string{"arcfence-admin.example.net", "mon.example.net:9999"}})
+	port := strconv.Itoa(s.Addr().(*net.TCPAddr).Port)
+	for _, tc := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:" + port, 200},
+		{"localhost:" + port, 200},
+		{"[::1]:" + port, 200},
+		{"localhost", 200},
+		{"127.0.0.1", 200},
+		{"[::1]", 200},
+		{"LocalHost.:" + port, 200},
+		{"127.0.0.2:" + port, 200},          // any loopback address
+		{"[::ffff:127.0.0.1]:" + port, 200}, // IPv4-mapped loopback
+		{"localhost:8080", 200},             // a port forward keeps its own port
+		{"arcfence-admin.example.net:" + port, 200},
+		{"arcfence-admin.example.net", 200},
+		{"mon.example.net:9999", 200},
+		{"rebind.attacker.example:" + port, 421},
+		{"rebind.attacker.example", 421},
+		{"localhost.attacker.example:" + port, 421},
+		{"mon.example.net:" + port, 421}, // listed with another port
+		{"mon.example.net", 421},
+		{"192.0.2.10:" + port, 421}, // not an address of this listener
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			for _, path := range []string{"/healthz", "/learned", "/metrics"} {
+				code, body := getHost(t, base+path, tc.host)
+				if code != tc.want {
+					t.Fatalf("%s: %d %q, want %d", path, code, body, tc.want)
+				}
+				if code == 421 && (!strings.Contains(body, "admin.hosts") || strings.Count(body, "\n") != 1) {
+					t.Fatalf("%s: body %q does not name admin.hosts on one line", path, body)
+				}
+			}
+		})
+	}
+}
+
+// TestHostSet: the names a listener is known by, from its listen address
+// and admin.hosts; a listener on every address accepts every address.
+func TestHostSet(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		listen  string
+		hosts   []string
+		ok, bad []string
+	}{
+		{"loopback listener", "127.0.0.1:9090", nil,
+			[]string{"127.0.0.1:9090", "localhost", "[::1]:9090", ""},
+			[]string{"10.0.0.5:9090", "evil.example:9090", "[fd00::1]:9090"}},
+		{"one address", "10.0.0.5:9090", nil,
+			[]string{"10.0.0.5:9090", "10.0.0.5", "[::ffff:10.0.0.5]:9090", "localhost:9090"},
+			[]string{"10.0.0.6:9090", "arcfence.corp:9090"}},
+		{"named listen host", "arcfence.corp:9090", nil,
+			[]string{"arcfence.corp:9090", "ARCFENCE.corp."},
+			[]string{"10.0.0.5:9090", "other.corp:9090"}},
+		{"all IPv4 addresses", "0.0.0.0:9090", nil,
+			[]string{"10.0.0.5:9090", "[2001:db8::1]:9090", "localhost:9090"},
+			[]string{"arcfence.corp:9090", "rebind.example"}},
+		{"all addresses, IPv6", "[::]:9090", []string{"arcfence.corp"},
+			[]string{"192.0.2.1:9090", "arcfence.corp:1"},
+			[]string{"rebind.example:9090"}},
+		{"all addresses, no host", ":9090", []string{"[2001:DB8::5]:9090"},
+			[]string{"10.0.0.5:9090", "[2001:db8:0::5]:9090"},
+			[]string{"arcfence.corp:9090"}},
+		{"listed IPv6 with port", "127.0.0.1:9090", []string{"[2001:DB8::5]:9090", "2001:db8::6"},
+			[]string{"[2001:db8:0::5]:9090", "[2001:db8::6]:1"},
+			[]string{"[2001:db8::5]:9091", "[2001:db8::5]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs, err := newHostSet(tc.listen, tc.hosts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range tc.ok {
+				if !hs.allowed(h) {
+					t.Errorf("Host %q refused", h)
+				}
+			}
+			for _, h := range tc.bad {
+				if hs.allowed(h) {
+					t.Errorf("Host %q accepted", h)
+				}
+			}
+		})
+	}
+	for _, e := range []string{"bad host", "arcfence.corp:", "arcfence.corp:0", "arcfence.corp:70000", "*.corp", "[::1"} {
+		if _, err := New(Options{Listen: "127.0.0.1:0", Hosts: []string{e}}); err == nil || !strings.Contains(err.Error(), "admin.hosts") {
+			t.Errorf("admin.hosts %q: error %v, want one naming admin.hosts", e, err)
+		}
 	}
 }
 

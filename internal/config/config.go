@@ -147,6 +147,11 @@ type Admin struct {
 	Pprof bool `mapstructure:"pprof" yaml:"pprof" json:"pprof" reload:"restart"`
 	// Clients are the CIDRs allowed on the admin listener; empty = loopback only.
 	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients" reload:"restart"`
+	// Hosts are the names and addresses (each optionally with :port) a
+	// request's Host may name besides localhost, loopback addresses and the
+	// listen address, which are always accepted; others get 421 (DNS
+	// rebinding). Empty = only those.
+	Hosts []string `mapstructure:"hosts" yaml:"hosts" json:"hosts" reload:"restart"`
 }
 
 // Log is log.*.
@@ -186,7 +191,7 @@ func Default() Config {
 			ShutdownGrace:       30 * time.Second,
 		},
 		DNS:   DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000},
-		Admin: Admin{Listen: "127.0.0.1:9090", Clients: []string{}},
+		Admin: Admin{Listen: "127.0.0.1:9090", Clients: []string{}, Hosts: []string{}},
 		Log:   Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
 	}
 }

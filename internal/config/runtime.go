@@ -210,6 +210,11 @@ func Build(c *Config) (*Runtime, error) {
 
 	b.hostPort("admin.listen", c.Admin.Listen, true)
 	adminClients := b.prefixes("admin.clients", c.Admin.Clients)
+	for _, h := range c.Admin.Hosts {
+		if _, _, ok := admin.ParseHost(h); !ok {
+			b.bad("admin.hosts: %q is not a host name or an IP address, optionally with :port (e.g. arcfence.example.com or 10.0.0.5:9090)", h)
+		}
+	}
 
 	level, err := parseLevel(c.Log.Level)
 	b.parse("log.level", err)
@@ -268,7 +273,7 @@ func Build(c *Config) (*Runtime, error) {
 		CacheSize: c.DNS.CacheSize,
 		Mode:      mode,
 	}
-	r.Admin = admin.Options{Listen: c.Admin.Listen, Clients: adminClients, Pprof: c.Admin.Pprof, Mode: mode.String()}
+	r.Admin = admin.Options{Listen: c.Admin.Listen, Clients: adminClients, Hosts: c.Admin.Hosts, Pprof: c.Admin.Pprof, Mode: mode.String()}
 	r.Log = LogSettings{Level: level, Console: c.Log.Format == "console", FoldWindow: c.Log.FoldWindow}
 	r.ServicebusFile, r.ServicebusRefresh, r.ServicebusNames = c.Servicebus.AllowlistFile, c.Servicebus.Refresh, pc.ServicebusNames
 	r.Hash = hash(c, pc.ServicebusNames)
