@@ -64,6 +64,13 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetDeadline(t)
 }
 
+// setBodyDeadline sets the read deadline of a request body's read (see
+// idleBody): not a header deadline, so Read answers no 408 of its own.
+func (c *clientConn) setBodyDeadline(t time.Time) {
+	c.headerDeadline.Store(false)
+	_ = c.Conn.SetReadDeadline(t)
+}
+
 // headerLate is the answer to a request head not read in time.
 var headerLate = status(http.StatusRequestTimeout, causeHeaderTimeout, "request headers not read in time")
 

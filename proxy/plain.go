@@ -146,18 +146,18 @@ func (w *plainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // in the limits) for as long as it likes.
 type idleBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
+	cc   *clientConn
 	idle time.Duration
 	pd   *plainDest
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	b.cc.setBodyDeadline(time.Now().Add(b.idle))
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == io.EOF:
 		// net/http's read behind the request must not inherit the bound.
-		_ = b.rc.SetReadDeadline(time.Time{})
+		b.cc.setBodyDeadline(time.Time{})
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		b.pd.bodyLate.Store(true)
 	}
@@ -207,8 +207,8 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 		return
 	}
 	pd := &plainDest{st: st, dec: d}
-	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: st.headerTO, pd: pd}
+	if cc != nil && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &idleBody{ReadCloser: r.Body, cc: cc, idle: st.headerTO, pd: pd}
 	}
 	s.gp.ServeHTTP(&plainWriter{ResponseWriter: w, pd: pd, proto10: ha.proto10}, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
 	if pd.ans != nil && pd.failed != nil {
