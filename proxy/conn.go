@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/arcfence/arcfence/internal/audit"
 )
@@ -31,45 +30,25 @@ type clientConn struct {
 	// pending counts bytes read since the last response was written: a
 	// timeout with pending bytes is a request that did not arrive in time.
 	pending atomic.Int64
-	// headerDeadline is true while the read deadline is net/http's header
-	// deadline, not its "abort the background read" one (a time long past).
-	headerDeadline atomic.Bool
+	// handling is true while net/http has a request of the connection in
+	// hand (http.StateActive, set by Server.connState): a read deadline
+	// that strikes then is not the header timeout (it is net/http aborting
+	// its read behind the request, or a body's idle bound).
+	handling atomic.Bool
 	// slot is set while the connection holds a place in the tunnel limits
 	// (plain-HTTP requests; see Server.holdSlot); slotIP is whose.
 	slot   atomic.Bool
 	slotIP netip.Addr
 }
 
-// The 408 below and the rewrite of net/http's error answers in Write are
-// the only places arcfence reads net/http's traffic: net/http answers a
-// malformed or oversized head (400, 431, 501) before any handler runs and
-// closes a connection whose head is late without a word, and offers no
-// hook for either. The fast path answers its own late heads (408) and
-// hands net/http only heads it does not take: longer than its buffer, or
-// not a simple CONNECT, and the later requests of a kept-alive connection.
-
-// abortBefore separates net/http's abort deadlines (it uses a time in 1970)
-// from real ones.
-var abortBefore = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// SetReadDeadline implements net.Conn, noting whether t is a real deadline.
-func (c *clientConn) SetReadDeadline(t time.Time) error {
-	c.headerDeadline.Store(t.After(abortBefore))
-	return c.Conn.SetReadDeadline(t)
-}
-
-// SetDeadline implements net.Conn, noting whether t is a real deadline.
-func (c *clientConn) SetDeadline(t time.Time) error {
-	c.headerDeadline.Store(t.After(abortBefore))
-	return c.Conn.SetDeadline(t)
-}
-
-// setBodyDeadline sets the read deadline of a request body's read (see
-// idleBody): not a header deadline, so Read answers no 408 of its own.
-func (c *clientConn) setBodyDeadline(t time.Time) {
-	c.headerDeadline.Store(false)
-	_ = c.Conn.SetReadDeadline(t)
-}
+// The 408 in Read and the rewrite of net/http's error answers in Write are
+// the only places arcfence watches net/http's traffic, because net/http
+// offers no hook for either: it closes a connection whose head is late
+// without a word, and answers a malformed or oversized head (400, 431, 501)
+// itself before any handler runs. The fast path answers its own late heads
+// (408) and hands net/http only the heads it does not take: longer than its
+// buffer, not a simple CONNECT, and the later requests of a kept-alive
+// connection.
 
 // headerLate is the answer to a request head not read in time.
 var headerLate = status(http.StatusRequestTimeout, causeHeaderTimeout, "request headers not read in time")
@@ -87,7 +66,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.pending.Add(int64(n))
 	}
-	if err != nil && c.headerDeadline.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.pending.Load() > 0 {
+	if err != nil && !c.handling.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.pending.Load() > 0 {
 		c.pending.Store(0)
 		headerLate.writeTo(c.Conn, false)
 		c.s.badRequest(remoteIP(c.RemoteAddr().String()), c.id, http.StatusRequestTimeout)

@@ -152,12 +152,12 @@ type idleBody struct {
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	b.cc.setBodyDeadline(time.Now().Add(b.idle))
+	_ = b.cc.Conn.SetReadDeadline(time.Now().Add(b.idle))
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == io.EOF:
 		// net/http's read behind the request must not inherit the bound.
-		b.cc.setBodyDeadline(time.Time{})
+		_ = b.cc.Conn.SetReadDeadline(time.Time{})
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		b.pd.bodyLate.Store(true)
 	}

@@ -497,13 +497,22 @@ func clientConnOf(ctx context.Context) *clientConn {
 	return cc
 }
 
-// connState is the http.Server's ConnState hook: a connection that closes
-// or becomes a tunnel gives its plain-HTTP place in the limits back.
+// connState is the http.Server's ConnState hook: it tells a connection
+// whether net/http has one of its requests in hand (see clientConn.Read),
+// and a connection that closes or becomes a tunnel gives its plain-HTTP
+// place in the limits back.
 func (s *Server) connState(c net.Conn, cs http.ConnState) {
-	if cs == http.StateClosed || cs == http.StateHijacked {
-		if cc, ok := c.(*clientConn); ok {
-			s.dropSlot(cc)
-		}
+	cc, ok := c.(*clientConn)
+	if !ok {
+		return
+	}
+	switch cs {
+	case http.StateActive:
+		cc.handling.Store(true)
+	case http.StateIdle:
+		cc.handling.Store(false)
+	case http.StateClosed, http.StateHijacked:
+		s.dropSlot(cc)
 	}
 }
 
