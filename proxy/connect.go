@@ -29,11 +29,11 @@ type answerer interface {
 
 // httpAnswerer answers a request net/http read.
 type httpAnswerer struct {
-	w       http.ResponseWriter
-	proto10 bool // the request was HTTP/1.0
+	w http.ResponseWriter
+	r *http.Request
 }
 
-func (h *httpAnswerer) answer(a answer) { answerHTTP(h.w, h.proto10, a) }
+func (h *httpAnswerer) answer(a answer) { answerHTTP(h.w, h.r, a) }
 
 func (h *httpAnswerer) take() (net.Conn, []byte, error) {
 	conn, brw, err := http.NewResponseController(h.w).Hijack()

@@ -37,7 +37,7 @@ func newGoproxy(s *Server) *goproxy.ProxyHttpServer {
 	gp.KeepAcceptEncoding = true
 	gp.AllowHTTP2 = false
 	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		answerHTTP(w, !r.ProtoAtLeast(1, 1), status(http.StatusBadRequest, causeNotProxy,
+		answerHTTP(w, r, status(http.StatusBadRequest, causeNotProxy,
 			"not a proxy request: send an absolute http:// URL or CONNECT"))
 	})
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
@@ -104,9 +104,9 @@ type plainDest struct {
 // out instead of goproxy's copy of the placeholder response.
 type plainWriter struct {
 	http.ResponseWriter
-	pd      *plainDest
-	proto10 bool
-	done    bool
+	pd   *plainDest
+	r    *http.Request // the client's request
+	done bool
 }
 
 // WriteHeader implements http.ResponseWriter.
@@ -117,7 +117,7 @@ func (w *plainWriter) WriteHeader(code int) {
 	}
 	if !w.done {
 		w.done = true
-		answerHTTP(w.ResponseWriter, w.proto10, *w.pd.ans)
+		answerHTTP(w.ResponseWriter, w.r, *w.pd.ans)
 	}
 }
 
@@ -168,7 +168,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 // as a websocket when it asks for one.
 func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings, client netip.Addr, cc *clientConn) {
 	id := cc.connID()
-	ha := &httpAnswerer{w: w, proto10: !r.ProtoAtLeast(1, 1)}
+	ha := &httpAnswerer{w: w, r: r}
 	if !r.URL.IsAbs() {
 		s.gp.NonproxyHandler.ServeHTTP(w, r)
 		return
@@ -210,7 +210,7 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 	if cc != nil && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, cc: cc, idle: st.headerTO, pd: pd}
 	}
-	s.gp.ServeHTTP(&plainWriter{ResponseWriter: w, pd: pd, proto10: ha.proto10}, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
+	s.gp.ServeHTTP(&plainWriter{ResponseWriter: w, pd: pd, r: r}, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
 	if pd.ans != nil && pd.failed != nil {
 		s.failed(client, id, d, *pd.ans, pd.failed, "forward failed")
 	}

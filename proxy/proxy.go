@@ -473,7 +473,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.dropSlot(cc)
 		// s.ctx, not r.Context(): net/http cancels the request's context
 		// when the client half-closes right behind its CONNECT.
-		s.serveConnect(s.ctx, &httpAnswerer{w: w, proto10: proto10}, r.RequestURI, proto10, st, client, id)
+		s.serveConnect(s.ctx, &httpAnswerer{w: w, r: r}, r.RequestURI, proto10, st, client, id)
 		return
 	}
 	s.servePlain(w, r, st, client, cc)

@@ -140,6 +140,7 @@ func timedOut(err error) bool {
 }
 
 // bytes renders the whole response; proto10 answers an HTTP/1.0 request.
+// An answer to a HEAD request has no body (see answerHTTP).
 func (a answer) bytes(proto10 bool) []byte {
 	b := make([]byte, 0, 192+len(a.body))
 	if proto10 {
@@ -177,10 +178,11 @@ func (a answer) writeTo(c net.Conn, proto10 bool) {
 	_, _ = c.Write(a.bytes(proto10))
 }
 
-// answerHTTP writes a on a connection net/http serves: it takes the
-// connection over (net/http writes no reason phrase of ours), writes the
-// answer and closes it. proto10 answers an HTTP/1.0 request.
-func answerHTTP(w http.ResponseWriter, proto10 bool, a answer) {
+// answerHTTP writes a on a connection net/http serves, as the answer to r:
+// it takes the connection over (net/http writes no reason phrase of ours),
+// writes the answer and closes it.
+func answerHTTP(w http.ResponseWriter, r *http.Request, a answer) {
+	proto10 := !r.ProtoAtLeast(1, 1)
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// Not reachable with net/http's HTTP/1 server: the same answer
@@ -199,7 +201,12 @@ func answerHTTP(w http.ResponseWriter, proto10 bool, a answer) {
 		return
 	}
 	raw, _ := unwrap(conn)
-	a.writeTo(raw, proto10)
+	b := a.bytes(proto10)
+	if r.Method == http.MethodHead {
+		b = b[:len(b)-len(a.body)] // Content-Length stays: what a GET would get
+	}
+	_ = raw.SetWriteDeadline(time.Now().Add(answerWriteTimeout))
+	_, _ = raw.Write(b)
 	_ = raw.Close()
 }
 

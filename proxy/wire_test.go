@@ -287,3 +287,23 @@ func TestFailureCause(t *testing.T) {
 		t.Fatalf("guard error: %+v", a)
 	}
 }
+
+// TestRefusalOfHEAD asserts that a refused HEAD request gets the refusal's
+// status and headers and no body.
+func TestRefusalOfHEAD(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, nil)
+	c := e.dialProxy()
+	fmt.Fprint(c, "HEAD http://example.org/ HTTP/1.1\r\nHost: example.org\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodHead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := denyBody("example.org", 80, policy.NotInAllowlist)
+	if resp.Status != "403 Forbidden (arcfence: not-in-allowlist)" || resp.Header.Get(HeaderReason) != "not-in-allowlist" ||
+		resp.ContentLength != int64(len(want)) {
+		t.Fatalf("got %q %q length %d", resp.Status, resp.Header.Get(HeaderReason), resp.ContentLength)
+	}
+	closedAfter(t, c, br) // and no body bytes came before the close
+}
