@@ -131,13 +131,13 @@ func (c *clientConn) connID() connID {
 }
 
 // badRequest logs a request refused before it could be decided.
-func (s *Server) badRequest(client netip.Addr, id connID, status int) {
+func (s *Server) badRequest(client netip.Addr, id connID, code int) {
 	if s == nil {
 		return
 	}
 	if e := s.log.Info(); e.Enabled() {
 		logConn(e.Str(fieldComponent, audit.ComponentProxy).Str(audit.FieldClient, client.String()), id).
-			Int(fieldStatus, status).Str(fieldMsg, "bad request").Send()
+			Int(fieldStatus, code).Str(fieldMsg, "bad request").Send()
 	}
 }
 
