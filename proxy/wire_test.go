@@ -234,6 +234,23 @@ func TestConnIDTiesLines(t *testing.T) {
 	}
 }
 
+// TestConnIDLearnMode asserts that a would-deny line and the dial failure
+// that follows on the same connection (learn mode lets it through; the
+// name does not resolve) carry the same conn.
+func TestConnIDLearnMode(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, func(c *config.Config) { c.Mode = config.ModeLearn })
+	_, _, resp := e.connect("unknown.example.org:443")
+	if resp.Status != "502 Bad Gateway (arcfence: no such host)" {
+		t.Fatalf("status %q", resp.Status)
+	}
+	would := e.logs.find(t, map[string]any{"msg": "would deny", "host": "unknown.example.org"})
+	dial := e.logs.find(t, map[string]any{"msg": "dial failed", "host": "unknown.example.org"})
+	if id, _ := would[fieldConn].(string); !connIDForm.MatchString(id) || dial[fieldConn] != id {
+		t.Fatalf("would-deny conn %v, dial-failure conn %v: want the same 8 hex digits", would[fieldConn], dial[fieldConn])
+	}
+}
+
 // TestConnIDsDiffer asserts that consecutive connections get different ids.
 func TestConnIDsDiffer(t *testing.T) {
 	s := &Server{connBase: 0xfffffff0}
