@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path"
 	"strings"
 	"sync/atomic"
@@ -143,25 +142,42 @@ func (w *plainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // idleBody bounds every read of a plain request's body by the header
 // timeout: a client that stops sending in the middle of its body is
 // answered 408 and closed instead of holding its connection (and its place
-// in the limits) for as long as it likes.
+// in the limits) for as long as it likes. A timer, not a read deadline of
+// the body's own, ends the wait: it marks the body late before it cuts the
+// read, so that roundTrip, woken by the failure, finds the mark.
 type idleBody struct {
 	io.ReadCloser
-	cc   *clientConn
-	idle time.Duration
-	pd   *plainDest
+	cc    *clientConn
+	idle  time.Duration
+	pd    *plainDest
+	timer *time.Timer
 }
 
+func newIdleBody(body io.ReadCloser, cc *clientConn, idle time.Duration, pd *plainDest) *idleBody {
+	b := &idleBody{ReadCloser: body, cc: cc, idle: idle, pd: pd}
+	b.timer = time.AfterFunc(idle, b.expire)
+	b.timer.Stop()
+	return b
+}
+
+// expire marks the body late and cuts the read under way.
+func (b *idleBody) expire() {
+	b.pd.bodyLate.Store(true)
+	_ = b.cc.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// Read implements io.Reader.
 func (b *idleBody) Read(p []byte) (int, error) {
-	_ = b.cc.Conn.SetReadDeadline(time.Now().Add(b.idle))
+	b.timer.Reset(b.idle)
 	n, err := b.ReadCloser.Read(p)
-	switch {
-	case err == io.EOF:
-		// net/http's read behind the request must not inherit the bound.
-		_ = b.cc.Conn.SetReadDeadline(time.Time{})
-	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
-		b.pd.bodyLate.Store(true)
-	}
+	b.timer.Stop()
 	return n, err
+}
+
+// Close implements io.Closer.
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.ReadCloser.Close()
 }
 
 // servePlain decides an absolute-form request and forwards it, or relays it
@@ -208,7 +224,9 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 	}
 	pd := &plainDest{st: st, dec: d}
 	if cc != nil && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &idleBody{ReadCloser: r.Body, cc: cc, idle: st.headerTO, pd: pd}
+		b := newIdleBody(r.Body, cc, st.headerTO, pd)
+		defer b.timer.Stop()
+		r.Body = b
 	}
 	s.gp.ServeHTTP(&plainWriter{ResponseWriter: w, pd: pd, r: r}, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
 	if pd.ans != nil && pd.failed != nil {
