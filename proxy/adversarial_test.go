@@ -609,3 +609,169 @@ func TestAdversarialLearnedAddresses(t *testing.T) {
 		t.Fatalf("a refused use of the learned address was dialed %d times", n)
 	}
 }
+
+// TestAdversarialHalfCloseDuringDial (issue 13 finding 2): a CONNECT with
+// bytes and a half-close (shutdown SHUT_WR) right behind it, sent before
+// the dial ends. On net/http's path (a head over the fast path's buffer)
+// net/http cancels the request's context at the client's FIN; a dial bound
+// to it failed ("502 ... operation was canceled") and the bytes were lost.
+// On both paths the bytes must reach the origin and its echo come back.
+func TestAdversarialHalfCloseDuringDial(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, nil)
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	// Every dial waits a moment, so that the FIN is in before it ends.
+	e.mu.Lock()
+	e.delay = 100 * time.Millisecond
+	e.mu.Unlock()
+	for _, tc := range []struct{ name, extra string }{
+		{"fast-path", ""},
+		{"net-http", "X-Pad: " + strings.Repeat("a", 3<<10) + "\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.dialProxy()
+			req := "CONNECT raw.arcfence.test:443 HTTP/1.1\r\nHost: raw.arcfence.test:443\r\n" + tc.extra + "\r\n"
+			if _, err := io.WriteString(c, req+"pipelined bytes"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readAllBounded(c)
+			if want := established11 + "pipelined bytes"; string(got) != want || err != nil {
+				t.Fatalf("read %q (%v), want %q", got, err, want)
+			}
+		})
+	}
+}
+
+// plainGet sends a kept-alive GET for url on c and returns the answer with
+// its body read.
+func plainGet(t *testing.T, c net.Conn, br *bufio.Reader, url string) (*http.Response, string) {
+	t.Helper()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", url)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestAdversarialPlainConnectionLimits (issue 13 finding 7): plain-HTTP
+// connections count in max_tunnels_per_client from their first request
+// until they close, as tunnels do: with a limit of 2, two kept-alive plain
+// connections leave no room for a third, nor for a CONNECT; closing one
+// gives its place back.
+func TestAdversarialPlainConnectionLimits(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, func(c *envConfig) { c.Limits.MaxTunnelsPerClient = 2 })
+	e.plainOrigin("plain.arcfence.test", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	e.rawOrigin("raw.arcfence.test", 443, echo)
+	const url = "http://plain.arcfence.test/"
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c := e.dialProxy()
+		resp, body := plainGet(t, c, bufio.NewReader(c), url)
+		if resp.StatusCode != http.StatusOK || body != "ok" {
+			t.Fatalf("connection %d: %s %q", i, resp.Status, body)
+		}
+		held = append(held, c)
+	}
+	c := e.dialProxy()
+	br := bufio.NewReader(c)
+	resp, body := plainGet(t, c, br, url)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get(HeaderReason) != policy.LimitExceeded.String() ||
+		body != denyBody("plain.arcfence.test", 80, policy.LimitExceeded) {
+		t.Fatalf("third connection: %s %q %q", resp.Status, resp.Header.Get(HeaderReason), body)
+	}
+	closedAfter(t, c, br)
+	e.logs.find(t, map[string]any{"msg": "denied", "reason": "limit-exceeded", "host": "plain.arcfence.test"})
+	if _, _, resp := e.connect("raw.arcfence.test:443"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("CONNECT beside two plain connections: %s, want 429", resp.Status)
+	}
+	_ = held[0].Close()
+	// The place comes back when the proxy sees the close (bounded wait).
+	deadline := time.Now().Add(wait)
+	for {
+		c := e.dialProxy()
+		resp, _ := plainGet(t, c, bufio.NewReader(c), url)
+		_ = c.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("place not returned after a plain connection closed: %s", resp.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAdversarialSlowBody (issue 13 finding 7): a POST whose body stops
+// coming is answered 408 and closed once no byte came for the header
+// timeout (the per-read bound of a body), and its place in the limits is
+// returned; a body that keeps coming is forwarded whole.
+func TestAdversarialSlowBody(t *testing.T) {
+	leakCheck(t)
+	e := newEnv(t, func(c *envConfig) {
+		c.Limits.HeaderTimeout = 500 * time.Millisecond
+		c.Limits.MaxTunnelsPerClient = 1
+	})
+	e.plainOrigin("plain.arcfence.test", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(w, "got %d", len(b))
+	}))
+	const head = "POST http://plain.arcfence.test/ HTTP/1.1\r\nHost: plain.arcfence.test\r\nContent-Length: 100\r\n\r\n"
+	t.Run("stalled", func(t *testing.T) {
+		c := e.dialProxy()
+		if _, err := io.WriteString(c, head+"0123456789"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		if want := "408 Request Timeout (arcfence: body timeout)"; resp.Status != want {
+			t.Fatalf("answer %q, want %q", resp.Status, want)
+		}
+		closedAfter(t, c, br)
+		e.logs.find(t, map[string]any{"msg": "bad request", "status": 408})
+	})
+	t.Run("trickled", func(t *testing.T) {
+		deadline := time.Now().Add(wait)
+		for {
+			// The stalled connection's place comes back when it closes.
+			c := e.dialProxy()
+			if _, err := io.WriteString(c, head); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 10; i++ {
+				_, _ = io.WriteString(c, "0123456789")
+				time.Sleep(20 * time.Millisecond)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = c.Close()
+			if resp.StatusCode == http.StatusOK {
+				if string(b) != "got 100" {
+					t.Fatalf("origin answered %q", b)
+				}
+				break
+			}
+			if resp.StatusCode != http.StatusTooManyRequests || time.Now().After(deadline) {
+				t.Fatalf("trickled body: %s %q", resp.Status, b)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}

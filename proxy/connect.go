@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,29 +16,63 @@ const (
 	established11 = "HTTP/1.1 200 Connection established\r\n\r\n"
 )
 
+// answerer is where a request is answered: the fast path's connection
+// (*rawWriter) or net/http's (*httpAnswerer).
+type answerer interface {
+	// answer writes a; the connection is closed after it.
+	answer(a answer)
+	// take takes the connection over for a tunnel. It returns the raw
+	// connection and the client bytes already read behind the request (a
+	// pipelined ClientHello).
+	take() (net.Conn, []byte, error)
+}
+
+// httpAnswerer answers a request net/http read.
+type httpAnswerer struct {
+	w http.ResponseWriter
+	r *http.Request
+}
+
+func (h *httpAnswerer) answer(a answer) { answerHTTP(h.w, h.r, a) }
+
+func (h *httpAnswerer) take() (net.Conn, []byte, error) {
+	conn, brw, err := http.NewResponseController(h.w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, rest := unwrap(conn)
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		rest = append(rest[:len(rest):len(rest)], b...)
+	}
+	return raw, rest, nil
+}
+
 // serveConnect decides a CONNECT of authority, dials the checked address,
 // answers 200 and hands the connection to a tunnel; or answers
-// 403/429/502/504. w is net/http's ResponseWriter, or a *rawWriter on the
-// fast path; ctx bounds the dial.
-func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, authority string, proto10 bool, st *settings, client netip.Addr) {
+// 403/429/502/504. ctx bounds the dial with the dial timeout: the Server's
+// own context, never a request's (net/http cancels that at the client's
+// half-close, which would lose the bytes sent before it). id is the client
+// connection's id.
+func (s *Server) serveConnect(ctx context.Context, w answerer, authority string, proto10 bool, st *settings, client netip.Addr, id connID) {
 	host, port, reason := policy.SplitHostPort(authority)
-	if !s.precheck(w, st, client, host, port, reason) {
+	if !s.precheck(w, st, client, id, host, port, reason) {
 		return
 	}
-	d, ok, learned := s.admit(st, client, policy.Dest{Host: host, Port: port})
+	d, ok, learned := s.admit(st, client, id, policy.Dest{Host: host, Port: port})
 	if !ok {
-		writeDeny(w, d.Host, d.Port, d.Reason)
+		w.answer(refusal(d.Host, d.Port, d.Reason))
 		return
 	}
 	if !s.reserve(st, client) {
-		s.refused(client, d.Host, d.Port, policy.LimitExceeded, false)
-		writeDeny(w, d.Host, d.Port, policy.LimitExceeded)
+		s.refused(client, id, d.Host, d.Port, policy.LimitExceeded, false)
+		w.answer(refusal(d.Host, d.Port, policy.LimitExceeded))
 		return
 	}
 	origin, err := s.dialOrigin(ctx, st, d)
 	if err != nil {
 		s.unreserve(client)
-		s.dialFailed(w, client, d, err)
+		s.dialFailed(w, client, id, d, err)
 		return
 	}
 	t := &tunnel{
@@ -48,17 +81,18 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 		kind:     kindConnect,
 		origin:   origin,
 		clientIP: client,
+		id:       id,
 		dec:      d,
 		learned:  learned,
 		inspect:  st.sni != SNIOff,
 		start:    time.Now(),
 	}
-	conn, rest, err := takeConn(w)
+	conn, rest, err := w.take()
 	if err != nil {
 		// Not reachable with net/http's HTTP/1 server.
 		s.unreserve(client)
 		_ = origin.Close()
-		writeStatus(w, http.StatusInternalServerError, "cannot take over the connection")
+		w.answer(status(http.StatusInternalServerError, causeInternal, "cannot take over the connection"))
 		return
 	}
 	t.client = conn
@@ -79,68 +113,54 @@ func (s *Server) serveConnect(ctx context.Context, w http.ResponseWriter, author
 	t.run()
 }
 
-// dialFailed answers and logs a failed resolution, guard refusal or dial.
-func (s *Server) dialFailed(w http.ResponseWriter, client netip.Addr, d policy.Decision, err error) {
-	var ge *guardError
-	if errors.As(err, &ge) {
-		writeDeny(w, d.Host, d.Port, policy.PrivateAddress)
-		s.refused(client, d.Host, d.Port, policy.PrivateAddress, false)
+// dialFailed answers and logs a failed resolution, guard refusal or dial:
+// a refusal line for the guard's private-address, a "dial failed" line
+// with the answer's status and cause otherwise.
+func (s *Server) dialFailed(w answerer, client netip.Addr, id connID, d policy.Decision, err error) {
+	a := failure(err)
+	// Answer first: a slow log writer must not hold the client's answer.
+	w.answer(a)
+	if a.reason != policy.ReasonNone {
+		s.refused(client, id, d.Host, d.Port, a.reason, false)
 		return
 	}
-	code := statusOf(err)
-	// Answer first: a slow log writer must not hold the client's answer.
-	writeDialError(w, err)
+	s.failed(client, id, d, a, err, "dial failed")
+}
+
+// failed writes the line of a dial or forward that failed with err and was
+// answered with a.
+func (s *Server) failed(client netip.Addr, id connID, d policy.Decision, a answer, err error, msg string) {
 	if e := s.log.Info(); e.Enabled() {
-		e.Str(fieldComponent, audit.ComponentProxy).
+		logConn(e.Str(fieldComponent, audit.ComponentProxy).
 			Str(audit.FieldClient, client.String()).
 			Str(audit.FieldHost, d.Host).
-			Int(audit.FieldPort, d.Port).
-			Int(fieldStatus, code).
+			Int(audit.FieldPort, d.Port), id).
+			Int(fieldStatus, a.code).
+			Str(fieldCause, a.cause).
 			Str(fieldError, err.Error()).
-			Str(fieldMsg, "dial failed").Send()
+			Str(fieldMsg, msg).Send()
 	}
 }
 
-// response503 answers a connection taken over while the server shuts down.
-const response503 = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\nContent-Length: 24\r\n\r\narcfence: shutting down\n"
-
-// takeConn takes the client connection over from w: the raw connection of
-// the fast path, or net/http's, hijacked. It returns the client bytes
-// already read behind the request (a pipelined ClientHello).
-func takeConn(w http.ResponseWriter) (net.Conn, []byte, error) {
-	if rw, ok := w.(*rawWriter); ok {
-		rw.taken = true
-		return rw.conn, rw.rest, nil
-	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	raw, rest := unwrap(conn)
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		rest = append(rest[:len(rest):len(rest)], b...)
-	}
-	return raw, rest, nil
-}
+// shuttingDown answers a connection taken over while the server shuts down.
+var shuttingDown = status(http.StatusServiceUnavailable, causeShuttingDown, "shutting down")
 
 // precheck refuses a request whose authority did not parse (reason) or
 // whose client is outside clients, answering and logging it; it reports
 // whether the request may go on to the policy decision. CONNECT and plain
 // HTTP share it so both refuse the same way.
-func (s *Server) precheck(w http.ResponseWriter, st *settings, client netip.Addr, host string, port int, reason policy.Reason) bool {
+func (s *Server) precheck(w answerer, st *settings, client netip.Addr, id connID, host string, port int, reason policy.Reason) bool {
 	if reason != policy.ReasonNone {
-		s.refused(client, host, port, reason, false)
-		writeDeny(w, host, port, reason)
+		s.refused(client, id, host, port, reason, false)
+		w.answer(refusal(host, port, reason))
 		return false
 	}
 	if !st.clientAllowed(client) {
 		if h, ok := policy.NormalizeHost(host); ok {
 			host = h
 		}
-		s.refused(client, host, port, policy.ClientNotAllowed, false)
-		writeDeny(w, host, port, policy.ClientNotAllowed)
+		s.refused(client, id, host, port, policy.ClientNotAllowed, false)
+		w.answer(refusal(host, port, policy.ClientNotAllowed))
 		return false
 	}
 	return true

@@ -58,7 +58,7 @@ func (s *Server) dialOrigin(ctx context.Context, st *settings, d policy.Decision
 			return nil, &dialError{host: d.Host, port: d.Port, err: err}
 		}
 		if len(addrs) == 0 {
-			return nil, &dialError{host: d.Host, port: d.Port, err: errors.New("no addresses")}
+			return nil, &dialError{host: d.Host, port: d.Port, err: errNoAddresses}
 		}
 	}
 	for _, a := range addrs {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,6 +140,7 @@ func (s *Server) fastAdd() bool {
 // when it is a CONNECT; otherwise it hands the connection to net/http.
 func (s *Server) serveConn(c net.Conn, h *handoff) {
 	st := s.cur.Load()
+	id := s.newConnID()
 	s.fastTrack(c, true)
 	bp := s.heads.Get().(*[]byte)
 	buf := (*bp)[:headBufSize]
@@ -159,8 +159,8 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 		if err != nil {
 			s.fastTrack(c, false)
 			if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-				_, _ = c.Write([]byte(response408))
-				(&clientConn{Conn: c, s: s}).badRequest(http.StatusRequestTimeout)
+				headerLate.writeTo(c, false)
+				s.badRequest(remoteIP(c.RemoteAddr().String()), id, http.StatusRequestTimeout)
 			}
 			s.heads.Put(bp)
 			_ = c.Close()
@@ -179,7 +179,7 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 		s.heads.Put(bp)
 		_ = c.SetReadDeadline(time.Time{})
 		s.fastWG.Done()
-		h.pass(&clientConn{Conn: c, s: s, prefix: prefix})
+		h.pass(&clientConn{Conn: c, s: s, id: id, prefix: prefix})
 		return
 	}
 	var rest []byte
@@ -196,7 +196,7 @@ func (s *Server) serveConn(c net.Conn, h *handoff) {
 		client = remoteIP(c.RemoteAddr().String())
 	}
 	rw := &rawWriter{conn: c, rest: rest, proto10: proto10, s: s}
-	s.serveConnect(s.ctx, rw, auth, proto10, st, client)
+	s.serveConnect(s.ctx, rw, auth, proto10, st, client, id)
 	if !rw.taken {
 		_ = c.Close()
 	}
@@ -360,15 +360,13 @@ func tokenChar(c byte) bool {
 	return c < 0x7f && strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// rawWriter is the http.ResponseWriter of the fast path: it writes one
-// response, with its body, on the raw connection (the connection is then
-// closed, or taken over by a tunnel).
+// rawWriter is the answerer of the fast path: it writes one answer on the
+// raw connection (which serveConn then closes), or hands the connection to
+// a tunnel.
 type rawWriter struct {
 	conn    net.Conn
 	rest    []byte
 	proto10 bool
-	h       http.Header
-	code    int
 	taken   bool
 	s       *Server
 	handed  bool
@@ -383,40 +381,9 @@ func (w *rawWriter) handedOver() {
 	}
 }
 
-// Header implements http.ResponseWriter.
-func (w *rawWriter) Header() http.Header {
-	if w.h == nil {
-		w.h = make(http.Header, 4)
-	}
-	return w.h
-}
+func (w *rawWriter) answer(a answer) { a.writeTo(w.conn, w.proto10) }
 
-// WriteHeader implements http.ResponseWriter.
-func (w *rawWriter) WriteHeader(code int) { w.code = code }
-
-// Write implements http.ResponseWriter: the whole response in one write.
-func (w *rawWriter) Write(p []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	var b bytes.Buffer
-	if w.proto10 {
-		b.WriteString("HTTP/1.0 ")
-	} else {
-		b.WriteString("HTTP/1.1 ")
-	}
-	b.WriteString(strconv.Itoa(w.code))
-	b.WriteByte(' ')
-	b.WriteString(http.StatusText(w.code))
-	b.WriteString("\r\n")
-	h := w.Header()
-	h.Set("Content-Length", strconv.Itoa(len(p)))
-	_ = h.Write(&b)
-	b.WriteString("\r\n")
-	b.Write(p)
-	_ = w.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := w.conn.Write(b.Bytes()); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+func (w *rawWriter) take() (net.Conn, []byte, error) {
+	w.taken = true
+	return w.conn, w.rest, nil
 }

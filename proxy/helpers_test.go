@@ -169,6 +169,7 @@ type env struct {
 	m      *metrics.Metrics
 	mu     sync.Mutex
 	remap  map[netip.AddrPort]netip.AddrPort
+	delay  time.Duration // held before every dial (e.mu)
 	served chan error
 }
 
@@ -259,8 +260,11 @@ func newEnv(t testing.TB, mod func(*envConfig)) *env {
 	}
 	s.dialHook = func(ap netip.AddrPort) netip.AddrPort {
 		e.mu.Lock()
-		defer e.mu.Unlock()
-		if to, ok := e.remap[ap]; ok {
+		to, ok := e.remap[ap]
+		delay := e.delay
+		e.mu.Unlock()
+		time.Sleep(delay)
+		if ok {
 			return to
 		}
 		return ap

@@ -5,13 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"path"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -34,8 +35,9 @@ func newGoproxy(s *Server) *goproxy.ProxyHttpServer {
 	gp.Verbose = false
 	gp.KeepAcceptEncoding = true
 	gp.AllowHTTP2 = false
-	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeStatus(w, http.StatusBadRequest, "not a proxy request: send an absolute http:// URL or CONNECT")
+	gp.NonproxyHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		answerHTTP(w, r, status(http.StatusBadRequest, causeNotProxy,
+			"not a proxy request: send an absolute http:// URL or CONNECT"))
 	})
 	gp.OnRequest().HandleConnectFunc(func(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 		ctx.Resp = goproxy.NewResponse(ctx.Req, goproxy.ContentTypeText, http.StatusForbidden, "arcfence: denied\n")
@@ -87,20 +89,108 @@ type plainKey struct{}
 type plainDest struct {
 	st  *settings
 	dec policy.Decision
-	// failed is the transport error answered with 502/504, logged by
-	// servePlain once the answer is written.
+	// ans, when set by roundTrip, is the answer to a forward that failed
+	// with failed; plainWriter writes it instead of goproxy's answer and
+	// servePlain logs it once it is out.
+	ans    *answer
 	failed error
+	// bodyLate is set when the client's body did not come in time.
+	bodyLate atomic.Bool
+}
+
+// plainWriter is the ResponseWriter goproxy answers a plain request on:
+// when the forward failed, arcfence's answer (with its reason phrase) goes
+// out instead of goproxy's copy of the placeholder response.
+type plainWriter struct {
+	http.ResponseWriter
+	pd   *plainDest
+	r    *http.Request // the client's request
+	done bool
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *plainWriter) WriteHeader(code int) {
+	if w.pd.ans == nil {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if !w.done {
+		w.done = true
+		answerHTTP(w.ResponseWriter, w.r, *w.pd.ans)
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (w *plainWriter) Write(p []byte) (int, error) {
+	if w.pd.ans == nil {
+		return w.ResponseWriter.Write(p)
+	}
+	w.WriteHeader(0)
+	return len(p), nil
+}
+
+// Flush implements http.Flusher.
+func (w *plainWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && w.pd.ans == nil {
+		f.Flush()
+	}
+}
+
+// Unwrap returns the ResponseWriter under w (for http.ResponseController).
+func (w *plainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// idleBody bounds every read of a plain request's body by the header
+// timeout: a client that stops sending in the middle of its body is
+// answered 408 and closed instead of holding its connection (and its place
+// in the limits) for as long as it likes. A timer, not a read deadline of
+// the body's own, ends the wait: it marks the body late before it cuts the
+// read, so that roundTrip, woken by the failure, finds the mark.
+type idleBody struct {
+	io.ReadCloser
+	cc    *clientConn
+	idle  time.Duration
+	pd    *plainDest
+	timer *time.Timer
+}
+
+func newIdleBody(body io.ReadCloser, cc *clientConn, idle time.Duration, pd *plainDest) *idleBody {
+	b := &idleBody{ReadCloser: body, cc: cc, idle: idle, pd: pd}
+	b.timer = time.AfterFunc(idle, b.expire)
+	b.timer.Stop()
+	return b
+}
+
+// expire marks the body late and cuts the read under way.
+func (b *idleBody) expire() {
+	b.pd.bodyLate.Store(true)
+	_ = b.cc.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// Read implements io.Reader.
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.idle)
+	n, err := b.ReadCloser.Read(p)
+	b.timer.Stop()
+	return n, err
+}
+
+// Close implements io.Closer.
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.ReadCloser.Close()
 }
 
 // servePlain decides an absolute-form request and forwards it, or relays it
 // as a websocket when it asks for one.
-func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings, client netip.Addr) {
+func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings, client netip.Addr, cc *clientConn) {
+	id := cc.connID()
+	ha := &httpAnswerer{w: w, r: r}
 	if !r.URL.IsAbs() {
 		s.gp.NonproxyHandler.ServeHTTP(w, r)
 		return
 	}
 	if !strings.EqualFold(r.URL.Scheme, "http") {
-		writeStatus(w, http.StatusBadRequest, "only http:// URLs are forwarded; use CONNECT for "+r.URL.Scheme)
+		ha.answer(status(http.StatusBadRequest, causeScheme, "only http:// URLs are forwarded; use CONNECT for "+r.URL.Scheme))
 		return
 	}
 	host, port := r.URL.Host, 80
@@ -110,30 +200,37 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 	} else if strings.HasSuffix(host, ":") {
 		host, reason = strings.TrimSuffix(host, ":"), policy.InvalidPort
 	}
-	if !s.precheck(w, st, client, host, port, reason) {
+	if !s.precheck(ha, st, client, id, host, port, reason) {
 		return
 	}
 	path := cleanPath(r.URL.Path)
-	d, ok, _ := s.admit(st, client, policy.Dest{Host: host, Port: port, Path: path, Plain: true})
+	d, ok, _ := s.admit(st, client, id, policy.Dest{Host: host, Port: port, Path: path, Plain: true})
 	if !ok {
-		writeDeny(w, d.Host, d.Port, d.Reason)
+		ha.answer(refusal(d.Host, d.Port, d.Reason))
 		return
 	}
 	// RFC 9112 section 3.2.2: a proxy replaces Host with the target's
 	// authority, so the origin serves the host that was decided on.
 	r.Host = r.URL.Host
 	if isWebsocket(r.Header) {
-		s.serveUpgrade(w, r, st, client, d)
+		s.dropSlot(cc) // the websocket is counted as a tunnel
+		s.serveUpgrade(ha, r, st, client, id, d)
+		return
+	}
+	if !s.holdSlot(cc, st, client) {
+		s.refused(client, id, d.Host, d.Port, policy.LimitExceeded, false)
+		ha.answer(refusal(d.Host, d.Port, policy.LimitExceeded))
 		return
 	}
 	pd := &plainDest{st: st, dec: d}
-	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
-	if pd.failed != nil {
-		if e := s.log.Info(); e.Enabled() {
-			e.Str(fieldComponent, "proxy").Str("client", client.String()).Str("host", d.Host).
-				Int("port", d.Port).Int(fieldStatus, statusOf(pd.failed)).Str(fieldError, pd.failed.Error()).
-				Str(fieldMsg, "forward failed").Send()
-		}
+	if cc != nil && r.Body != nil && r.Body != http.NoBody {
+		b := newIdleBody(r.Body, cc, st.headerTO, pd)
+		defer b.timer.Stop()
+		r.Body = b
+	}
+	s.gp.ServeHTTP(&plainWriter{ResponseWriter: w, pd: pd, r: r}, r.WithContext(context.WithValue(r.Context(), plainKey{}, pd)))
+	if pd.ans != nil && pd.failed != nil {
+		s.failed(client, id, d, *pd.ans, pd.failed, "forward failed")
 	}
 }
 
@@ -164,43 +261,34 @@ func (s *Server) dialPlain(ctx context.Context, _, _ string) (net.Conn, error) {
 }
 
 // roundTrip forwards a plain request and turns transport errors into
-// arcfence's answers (403 private-address, 502, 504).
+// arcfence's answers (408 for a late body, 403 private-address, 502, 504),
+// which plainWriter writes in place of the placeholder returned here.
 func (s *Server) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
 	resp, err := s.tr.RoundTrip(req)
 	if err == nil {
 		return resp, nil
 	}
 	pd, _ := req.Context().Value(plainKey{}).(*plainDest)
-	client := remoteIP(req.RemoteAddr)
-	var ge *guardError
-	if errors.As(err, &ge) && pd != nil {
-		s.refused(client, pd.dec.Host, pd.dec.Port, policy.PrivateAddress, false)
-		body := denyBody(pd.dec.Host, pd.dec.Port, policy.PrivateAddress)
-		resp := textResponse(req, http.StatusForbidden, body)
-		resp.Header.Set(HeaderReason, policy.PrivateAddress.String())
-		return resp, nil
+	if pd == nil {
+		return nil, err // not reachable: servePlain always sets it
 	}
-	if pd != nil {
-		pd.failed = err // logged once the answer is out
+	var a answer
+	switch {
+	case pd.bodyLate.Load():
+		a = status(http.StatusRequestTimeout, causeBodyTimeout, "request body not read in time")
+		s.badRequest(remoteIP(req.RemoteAddr), clientConnOf(req.Context()).connID(), http.StatusRequestTimeout)
+	default:
+		a = failure(err)
+		if a.reason != policy.ReasonNone {
+			cc := clientConnOf(req.Context())
+			s.refused(remoteIP(req.RemoteAddr), cc.connID(), pd.dec.Host, pd.dec.Port, a.reason, false)
+		} else {
+			pd.failed = err // logged once the answer is out
+		}
 	}
-	return textResponse(req, statusOf(err), "arcfence: "+err.Error()+"\n"), nil
-}
-
-func textResponse(req *http.Request, code int, body string) *http.Response {
-	h := make(http.Header)
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Connection", "close")
-	return &http.Response{
-		StatusCode:    code,
-		Status:        strconv.Itoa(code) + " " + http.StatusText(code),
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          io.NopCloser(strings.NewReader(body)),
-		ContentLength: int64(len(body)),
-		Request:       req,
-	}
+	pd.ans = &a
+	return &http.Response{StatusCode: a.code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header), Body: http.NoBody, Request: req}, nil
 }
 
 // isWebsocket reports whether a request asks for a websocket upgrade.
@@ -222,23 +310,28 @@ func headerHas(h http.Header, name, token string) bool {
 // serveUpgrade relays an absolute-form websocket upgrade: the request goes
 // to the checked address; a 101 answer turns the connection into a tunnel,
 // any other answer is passed back and the connection closed, so no further
-// request can ride on an unchecked connection.
-func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settings, client netip.Addr, d policy.Decision) {
+// request can ride on an unchecked connection. Like a CONNECT, the dial is
+// bounded by the Server's context and the dial timeout, not the request's.
+func (s *Server) serveUpgrade(ha *httpAnswerer, r *http.Request, st *settings, client netip.Addr, id connID, d policy.Decision) {
+	w := ha.w
 	if !s.reserve(st, client) {
-		s.refused(client, d.Host, d.Port, policy.LimitExceeded, false)
-		writeDeny(w, d.Host, d.Port, policy.LimitExceeded)
+		s.refused(client, id, d.Host, d.Port, policy.LimitExceeded, false)
+		ha.answer(refusal(d.Host, d.Port, policy.LimitExceeded))
 		return
 	}
-	origin, err := s.dialOrigin(r.Context(), st, d)
+	origin, err := s.dialOrigin(s.ctx, st, d)
 	if err != nil {
 		s.unreserve(client)
-		s.dialFailed(w, client, d, err)
+		s.dialFailed(ha, client, id, d, err)
 		return
 	}
-	fail := func(code int, msg string) {
+	fail := func(a answer, err error) {
 		s.unreserve(client)
 		_ = origin.Close()
-		writeStatus(w, code, msg)
+		ha.answer(a)
+		if err != nil {
+			s.failed(client, id, d, a, err, "websocket failed")
+		}
 	}
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
@@ -246,13 +339,15 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 	out.Header.Set("Connection", "Upgrade")
 	_ = origin.SetDeadline(time.Now().Add(st.dialTO))
 	if err := out.Write(origin); err != nil {
-		fail(http.StatusBadGateway, "websocket request to "+policy.FormatHostPort(d.Host, d.Port)+": "+err.Error())
+		err = fmt.Errorf("websocket request to %s: %w", policy.FormatHostPort(d.Host, d.Port), err)
+		fail(failure(err), err)
 		return
 	}
 	br := bufio.NewReader(origin)
 	resp, err := http.ReadResponse(br, out)
 	if err != nil {
-		fail(statusOf(err), "websocket answer from "+policy.FormatHostPort(d.Host, d.Port)+": "+err.Error())
+		err = fmt.Errorf("websocket answer from %s: %w", policy.FormatHostPort(d.Host, d.Port), err)
+		fail(failure(err), err)
 		return
 	}
 	_ = origin.SetDeadline(time.Time{})
@@ -269,12 +364,11 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 		_ = origin.Close()
 		return
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	raw, early, err := ha.take()
 	if err != nil {
-		fail(http.StatusInternalServerError, "cannot take over the connection")
+		fail(status(http.StatusInternalServerError, causeInternal, "cannot take over the connection"), nil)
 		return
 	}
-	raw, early := unwrap(conn)
 	t := &tunnel{
 		s:        s,
 		st:       st,
@@ -282,6 +376,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 		client:   raw,
 		origin:   origin,
 		clientIP: client,
+		id:       id,
 		dec:      d,
 		start:    time.Now(),
 	}
@@ -298,9 +393,5 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, st *settin
 	}
 	t.toClient = head.Bytes()
 	t.toOrigin = early
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		t.toOrigin = append(t.toOrigin[:len(t.toOrigin):len(t.toOrigin)], b...)
-	}
 	t.run()
 }

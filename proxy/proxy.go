@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -89,6 +90,10 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// connBase and connSeq make connection ids (see newConnID).
+	connBase uint32
+	connSeq  atomic.Uint32
+
 	// dialHook, set only by tests, rewrites the checked address before the
 	// dial (loopback origins cannot all listen on the ports rows name).
 	dialHook func(netip.AddrPort) netip.AddrPort
@@ -116,6 +121,7 @@ func New(opts Options) (*Server, error) {
 		tunnels:   make(map[*tunnel]struct{}),
 		perClient: make(map[netip.Addr]int),
 		drained:   make(chan struct{}),
+		connBase:  rand.Uint32(),
 	}
 	s.heads.New = func() any { b := make([]byte, headBufSize); return &b }
 	s.bufs.New = func() any { b := make([]byte, genericBufSize); return &b }
@@ -149,6 +155,8 @@ func New(opts Options) (*Server, error) {
 		IdleTimeout:       keepAliveIdle,
 		ErrorLog:          log.New(debugWriter{s.log}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ConnContext:       withClientConn,
+		ConnState:         s.connState,
 	}
 	return s, nil
 }
@@ -358,7 +366,7 @@ func (s *Server) trackOrRefuse(t *tunnel) bool {
 	}
 	s.unreserve(t.clientIP)
 	_ = t.origin.Close()
-	_, _ = t.client.Write([]byte(response503))
+	shuttingDown.writeTo(t.client, false)
 	_ = t.client.Close()
 	return false
 }
@@ -380,13 +388,14 @@ func (s *Server) untrack(t *tunnel) {
 	s.mu.Unlock()
 }
 
-// refused writes a refusal line and counts the decision.
-func (s *Server) refused(client netip.Addr, host string, port int, r policy.Reason, proceeded bool) {
-	s.refusedPath(client, host, port, "", r, proceeded)
+// refused writes a refusal line and counts the decision. id is the client
+// connection's.
+func (s *Server) refused(client netip.Addr, id connID, host string, port int, r policy.Reason, proceeded bool) {
+	s.refusedPath(client, id, host, port, "", r, proceeded)
 }
 
 // refusedPath is refused for a plain-HTTP request, whose path is logged.
-func (s *Server) refusedPath(client netip.Addr, host string, port int, path string, r policy.Reason, proceeded bool) {
+func (s *Server) refusedPath(client netip.Addr, id connID, host string, port int, path string, r policy.Reason, proceeded bool) {
 	st := s.cur.Load()
 	s.m.decision(false, r, "")
 	s.audit.Refused(audit.Event{
@@ -398,6 +407,7 @@ func (s *Server) refusedPath(client netip.Addr, host string, port int, path stri
 		Mode:      st.mode,
 		Proceeded: proceeded,
 		Path:      path,
+		Conn:      id.String(),
 	})
 }
 
@@ -410,7 +420,7 @@ const ruleLearned = "dns:learned-address"
 // admits on dest's port and path (when that is on; learned reports it), and
 // in learn mode the refusals learn mode lets through (logged as "would
 // deny"). Refusals are logged and counted here.
-func (s *Server) admit(st *settings, client netip.Addr, dest policy.Dest) (d policy.Decision, ok, learned bool) {
+func (s *Server) admit(st *settings, client netip.Addr, id connID, dest policy.Dest) (d policy.Decision, ok, learned bool) {
 	d = st.pol.Decide(dest)
 	if d.Allowed() {
 		s.m.decision(true, policy.ReasonNone, d.Offering)
@@ -423,7 +433,7 @@ func (s *Server) admit(st *settings, client netip.Addr, dest policy.Dest) (d pol
 		}
 	}
 	proceed := st.learn && d.Reason.Learnable()
-	s.refusedPath(client, d.Host, d.Port, dest.Path, d.Reason, proceed)
+	s.refusedPath(client, id, d.Host, d.Port, dest.Path, d.Reason, proceed)
 	return d, proceed, false
 }
 
@@ -475,9 +485,76 @@ func remoteIP(remote string) netip.Addr {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := s.cur.Load()
 	client := remoteIP(r.RemoteAddr)
+	cc := clientConnOf(r.Context())
+	id := cc.connID()
+	proto10 := r.ProtoMajor == 1 && r.ProtoMinor == 0
 	if r.Method == http.MethodConnect {
-		s.serveConnect(r.Context(), w, r.RequestURI, r.ProtoMajor == 1 && r.ProtoMinor == 0, st, client)
+		// The connection becomes a tunnel (counted on its own) or closes.
+		s.dropSlot(cc)
+		// s.ctx, not r.Context(): net/http cancels the request's context
+		// when the client half-closes right behind its CONNECT.
+		s.serveConnect(s.ctx, &httpAnswerer{w: w, r: r}, r.RequestURI, proto10, st, client, id)
 		return
 	}
-	s.servePlain(w, r, st, client)
+	s.servePlain(w, r, st, client, cc)
+}
+
+// clientConnKey is the context key of a request's *clientConn.
+type clientConnKey struct{}
+
+// withClientConn is the http.Server's ConnContext: it keeps the
+// connection's state where ServeHTTP finds it.
+func withClientConn(ctx context.Context, c net.Conn) context.Context {
+	if cc, ok := c.(*clientConn); ok {
+		return context.WithValue(ctx, clientConnKey{}, cc)
+	}
+	return ctx
+}
+
+// clientConnOf returns the connection of a request's context, or nil.
+func clientConnOf(ctx context.Context) *clientConn {
+	cc, _ := ctx.Value(clientConnKey{}).(*clientConn)
+	return cc
+}
+
+// connState is the http.Server's ConnState hook: it tells a connection
+// whether net/http has one of its requests in hand (see clientConn.Read),
+// and a connection that closes or becomes a tunnel gives its plain-HTTP
+// place in the limits back.
+func (s *Server) connState(c net.Conn, cs http.ConnState) {
+	cc, ok := c.(*clientConn)
+	if !ok {
+		return
+	}
+	switch cs {
+	case http.StateActive:
+		cc.handling.Store(true)
+	case http.StateIdle:
+		cc.handling.Store(false)
+	case http.StateClosed, http.StateHijacked:
+		s.dropSlot(cc)
+	}
+}
+
+// holdSlot counts a plain-HTTP connection in the tunnel limits
+// (max_tunnels, max_tunnels_per_client) from its first request until it
+// closes or is taken over; it reports false when the limits are reached.
+// A connection net/http did not get from Serve (cc nil) is not counted.
+func (s *Server) holdSlot(cc *clientConn, st *settings, client netip.Addr) bool {
+	if cc == nil || cc.slot.Load() {
+		return true
+	}
+	if !s.reserve(st, client) {
+		return false
+	}
+	cc.slotIP = client
+	cc.slot.Store(true)
+	return true
+}
+
+// dropSlot gives back cc's place in the limits, if it holds one.
+func (s *Server) dropSlot(cc *clientConn) {
+	if cc != nil && cc.slot.CompareAndSwap(true, false) {
+		s.unreserve(cc.slotIP)
+	}
 }

@@ -43,6 +43,7 @@ type tunnel struct {
 	client   net.Conn // *net.TCPConn, or *tls.Conn on the TLS listener
 	origin   *net.TCPConn
 	clientIP netip.Addr
+	id       connID // the client connection's
 	dec      policy.Decision
 	learned  bool // admitted by learnedDecision: sniMatches checks the learned names
 	// toOrigin are client bytes the request parser had already buffered;
@@ -185,9 +186,9 @@ func (t *tunnel) logClose() {
 	if !e.Enabled() {
 		return
 	}
-	e.Str(fieldComponent, audit.ComponentProxy).
+	logConn(e.Str(fieldComponent, audit.ComponentProxy).
 		Str(fieldKind, t.kind).
-		Str(audit.FieldClient, t.clientIP.String()).
+		Str(audit.FieldClient, t.clientIP.String()), t.id).
 		Str(audit.FieldHost, t.dec.Host).
 		Int(audit.FieldPort, t.dec.Port).
 		Str(fieldRule, t.dec.Rule).
@@ -469,15 +470,15 @@ func (t *tunnel) sniMatches(sni []byte) bool {
 // reports whether the tunnel may go on (learn mode, sni: log).
 func (t *tunnel) refuseInTunnel(r policy.Reason) bool {
 	proceed := t.st.learn || t.st.sni == SNILog
-	t.s.refused(t.clientIP, t.dec.Host, t.dec.Port, r, proceed)
+	t.s.refused(t.clientIP, t.id, t.dec.Host, t.dec.Port, r, proceed)
 	if proceed {
 		return true
 	}
-	_ = t.client.SetWriteDeadline(time.Now().Add(t.st.headerTO))
 	if r == policy.SNIMismatch {
+		_ = t.client.SetWriteDeadline(time.Now().Add(t.st.headerTO))
 		_, _ = t.client.Write(tlsAccessDenied)
 	} else {
-		_, _ = io.WriteString(t.client, denyResponse(t.dec.Host, t.dec.Port, r))
+		refusal(t.dec.Host, t.dec.Port, r).writeTo(t.client, false)
 	}
 	why := r.String()
 	t.abort(false, why)

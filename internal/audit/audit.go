@@ -54,6 +54,13 @@ const (
 	FieldUnitemized = "unitemized"
 	// FieldSummary is true on summary lines (the ones with count).
 	FieldSummary = "summary"
+	// FieldConn is the short id of the client connection a line is about
+	// (the proxy's lines). A summary line carries the connection of the
+	// first repeat it counts, and FieldLastConn that of the last.
+	FieldConn = "conn"
+	// FieldLastConn is the connection of the last repeat a summary line
+	// counts.
+	FieldLastConn = "last_conn"
 )
 
 // Components.
@@ -94,6 +101,9 @@ type Event struct {
 	// Path is the URL path of a plain-HTTP request ("" for tunnels). It is
 	// logged but is not part of the folding key.
 	Path string
+	// Conn is the short id of the client connection ("" for none, as on
+	// DNS lines). It is logged but is not part of the folding key.
+	Conn string
 }
 
 // Options configure a folding Log. The zero value means the defaults.
@@ -147,6 +157,9 @@ type entry struct {
 	count    int64 // repeats, the first not included
 	first    time.Time
 	last     time.Time
+	// conn and lastConn are the connections of the first and the last
+	// repeat.
+	conn, lastConn string
 }
 
 const (
@@ -164,6 +177,9 @@ type record struct {
 	count int64
 	first time.Time
 	last  time.Time
+	// conn is the connection of a first line, or of a summary's first
+	// repeat; lastConn that of a summary's last repeat.
+	conn, lastConn string
 }
 
 type unitemizedKey struct {
@@ -269,10 +285,10 @@ func (l *Log) Refused(ev Event) {
 	if l.window > 0 {
 		if e, ok := l.keys[k]; ok {
 			if e.count == 0 {
-				e.first = now
+				e.first, e.conn = now, ev.Conn
 			}
 			e.count++
-			e.last = now
+			e.last, e.lastConn = now, ev.Conn
 			l.mu.Unlock()
 			return
 		}
@@ -283,7 +299,7 @@ func (l *Log) Refused(ev Event) {
 		l.keys[k] = e
 		l.fifo = append(l.fifo, e)
 	}
-	l.queueLocked(record{kind: recFirst, k: k, path: ev.Path, at: now}, 1)
+	l.queueLocked(record{kind: recFirst, k: k, path: ev.Path, at: now, conn: ev.Conn}, 1)
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -325,7 +341,8 @@ func (l *Log) evictOldestLocked() {
 func (l *Log) endLocked(e *entry) {
 	delete(l.keys, e.key)
 	if e.count > 0 {
-		l.queueLocked(record{kind: recSummary, k: e.key, path: e.path, count: e.count, first: e.first, last: e.last}, e.count)
+		l.queueLocked(record{kind: recSummary, k: e.key, path: e.path, count: e.count, first: e.first, last: e.last,
+			conn: e.conn, lastConn: e.lastConn}, e.count)
 	}
 }
 
@@ -441,6 +458,12 @@ func (l *Log) emit(r *record) {
 		if r.path != "" {
 			e.Str(FieldPath, r.path)
 		}
+		if r.conn != "" {
+			e.Str(FieldConn, r.conn)
+		}
+		if r.kind == recSummary && r.lastConn != "" {
+			e.Str(FieldLastConn, r.lastConn)
+		}
 		writeHint(e, h)
 	}
 	if r.kind != recFirst {
@@ -486,6 +509,9 @@ func (l *Log) writeDirect(ev Event) {
 		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded})
 	if ev.Path != "" {
 		e.Str(FieldPath, ev.Path)
+	}
+	if ev.Conn != "" {
+		e.Str(FieldConn, ev.Conn)
 	}
 	if l.hint != nil && hinted(ev.Reason) {
 		writeHint(e, l.hint(policy.Dest{Host: ev.Host, Port: ev.Port, Path: ev.Path, Plain: ev.Path != ""}))

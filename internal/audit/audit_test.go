@@ -571,3 +571,44 @@ func BenchmarkRefusedPlainSlowWriter(b *testing.B) {
 		l.Refused(ev)
 	}
 }
+
+// TestConnFields asserts the conn fields: a first line carries its
+// connection's id; a summary line carries the ids of the first and the
+// last repeat it counts; a line without an id has neither field.
+func TestConnFields(t *testing.T) {
+	for _, folding := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fold=%v", folding), func(t *testing.T) {
+			var buf lineBuf
+			l := New(newLogger(&buf))
+			if folding {
+				l = NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Hour})
+			}
+			ev := Event{Component: ComponentProxy, Client: "10.1.2.3", Host: "example.org", Port: 443,
+				Reason: policy.NotInAllowlist, Mode: "enforce"}
+			for _, c := range []string{"0000000a", "0000000b", "0000000c", "0000000d"} {
+				ev.Conn = c
+				l.Refused(ev)
+			}
+			ev.Conn, ev.Host = "", "other.example.org"
+			l.Refused(ev)
+			l.Close()
+			lines := buf.lines(t)
+			type conns struct{ conn, last any }
+			var got []conns
+			for _, ln := range lines {
+				got = append(got, conns{ln[FieldConn], ln[FieldLastConn]})
+			}
+			want := []conns{{"0000000a", nil}, {"0000000b", nil}, {"0000000c", nil}, {"0000000d", nil}, {nil, nil}}
+			if folding {
+				// The first line at once, the other host's, then the summary at Close.
+				want = []conns{{"0000000a", nil}, {nil, nil}, {"0000000b", "0000000d"}}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("conn fields %v, want %v (lines %v)", got, want, lines)
+			}
+			if folding && lines[2][FieldCount] != float64(3) {
+				t.Fatalf("summary count %v, want 3", lines[2][FieldCount])
+			}
+		})
+	}
+}

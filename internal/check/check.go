@@ -405,11 +405,14 @@ func (c *Checker) connectProxy(ctx context.Context, addr string) (net.Conn, erro
 // 504: the dial timed out).
 func proxyStatus(resp *http.Response) error {
 	reason := resp.Header.Get("X-Arcfence-Reason")
+	// The reason header already names the cause that arcfence's reason
+	// phrase carries ("403 Forbidden (arcfence: explicit-deny)"): say it once.
+	std := strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
 	switch {
 	case reason != "" && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests):
-		return fmt.Errorf("proxy refused: %s (%s)", resp.Status, reason)
+		return fmt.Errorf("proxy refused: %s (%s)", std, reason)
 	case reason != "":
-		return fmt.Errorf("proxy answered %s (%s)", resp.Status, reason)
+		return fmt.Errorf("proxy answered %s (%s)", std, reason)
 	}
 	return fmt.Errorf("proxy answered %s", resp.Status)
 }
