@@ -2,10 +2,8 @@ package policy_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -432,21 +430,7 @@ func TestEmbeddedRowsNameRevisionsAndClouds(t *testing.T) {
 // TestSpec2026CopyIsCurrent checks that the facts copy in testdata equals
 // the shared one, when the shared tree is there.
 func TestSpec2026CopyIsCurrent(t *testing.T) {
-	shared := filepath.Join("..", "..", "shared", "spec", "arc-endpoints-2026-08.md")
-	want, err := os.ReadFile(shared)
-	if os.IsNotExist(err) {
-		t.Skipf("%s not present", shared)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(spec2026File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from %s: copy the shared facts and re-check the catalog", spec2026File, shared)
-	}
+	checkCopyIsCurrent(t, "arc-endpoints-2026-08.md", spec2026File)
 }
 
 // TestSpec2026ReaderCatchesChanges feeds the comparison edited copies of the

@@ -484,7 +484,14 @@ func TestCatalogEntriesMatchSpec(t *testing.T) {
 // TestSpecCopyIsCurrent checks that the spec copy in testdata equals the
 // shared spec, when the shared tree is there (a fresh clone has only the copy).
 func TestSpecCopyIsCurrent(t *testing.T) {
-	shared := filepath.Join("..", "..", "shared", "spec", "arc-network-requirements.txt")
+	checkCopyIsCurrent(t, "arc-network-requirements.txt", specFile)
+}
+
+// checkCopyIsCurrent checks that the testdata copy equals ../shared/spec/name,
+// when the shared tree is there.
+func checkCopyIsCurrent(t *testing.T, name, copyFile string) {
+	t.Helper()
+	shared := filepath.Join("..", "..", "shared", "spec", name)
 	want, err := os.ReadFile(shared)
 	if os.IsNotExist(err) {
 		t.Skipf("%s not present", shared)
@@ -492,12 +499,12 @@ func TestSpecCopyIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(specFile)
+	got, err := os.ReadFile(copyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from %s: copy the shared spec and re-check the catalog", specFile, shared)
+		t.Errorf("%s differs from %s: copy the shared file and re-check the catalog", copyFile, shared)
 	}
 }
 

@@ -173,9 +173,11 @@ type env struct {
 	served chan error
 }
 
-// testConfig is the base configuration of these tests.
+// testConfig is the base configuration of these tests, on catalog revision
+// 2024-01 (its microsoft.com/pkiops/certs row is the path row they drive).
 func testConfig() config.Config {
 	cfg := config.Default()
+	cfg.Catalog.Revision = policy.Revision202401
 	cfg.Regions = []string{"eastus2"}
 	cfg.Offerings = []string{policy.OfferingServers}
 	cfg.Features = []string{policy.FeatureESU}
