@@ -231,16 +231,10 @@ func readSpec2026(t *testing.T, text string) ([]spec2026Row, map[[2]string]int) 
 			}
 			if len(names) == 0 { // a row whose host the site supplies
 				e := base
-				switch {
-				case strings.Contains(ep, "vCenter"):
-					e.pattern = "<vmware.vcenter>"
-				case strings.Contains(ep, "SCVMM"):
-					e.pattern = "<scvmm.server>"
-				case strings.Contains(ep, "DNS server"):
-					e.pattern, e.udp = policy.PatternDNSServer, true // port 53, UDP and TCP
-				default:
+				if e.pattern = userSuppliedPattern(ep); e.pattern == "" {
 					t.Errorf("line %d: a row without a name: %q", i+1, ep)
 				}
+				e.udp = e.udp || e.pattern == policy.PatternDNSServer // port 53, UDP and TCP
 				e.key = e.pattern
 				out = append(out, e)
 				continue

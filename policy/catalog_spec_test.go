@@ -261,12 +261,7 @@ func specEndpoints(t *testing.T, rows []specTableRow) []specEndpoint {
 		}
 		if strings.HasPrefix(names, "URL of the ") {
 			e := base
-			switch {
-			case strings.Contains(names, "vCenter"):
-				e.pattern = "<vmware.vcenter>"
-			case strings.Contains(names, "SCVMM"):
-				e.pattern = "<scvmm.server>"
-			default:
+			if e.pattern = userSuppliedPattern(names); e.pattern == "" {
 				t.Errorf("spec line %d: unknown user-supplied URL %q", r.line, names)
 			}
 			e.key = e.pattern
@@ -293,6 +288,21 @@ func specEndpoints(t *testing.T, rows []specTableRow) []specEndpoint {
 		}
 	}
 	return out
+}
+
+// userSuppliedPattern returns the catalog placeholder of a spec row whose
+// host the site supplies (the vCenter server, the SCVMM server, the DNS
+// servers), or "".
+func userSuppliedPattern(cell string) string {
+	switch {
+	case strings.Contains(cell, "vCenter"):
+		return "<vmware.vcenter>"
+	case strings.Contains(cell, "SCVMM"):
+		return "<scvmm.server>"
+	case strings.Contains(cell, "DNS server"):
+		return policy.PatternDNSServer
+	}
+	return ""
 }
 
 // designExtraPorts are ports the design adds to a spec row: the pkiops
