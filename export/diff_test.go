@@ -46,3 +46,20 @@ func TestDiffGolden(t *testing.T) {
 		t.Errorf("unknown format: %v", err)
 	}
 }
+
+// TestProxyFormatsLeaveOutUDPRows: time.windows.com:123 (a UDP row) is in
+// the allowlist views but not in the Squid, Azure Firewall or PAC output.
+func TestProxyFormatsLeaveOutUDPRows(t *testing.T) {
+	rules := append(fixtureRules(), policy.Rule{Pattern: "time.windows.com", Ports: []int{123}, Scheme: "udp",
+		Offering: "resource-bridge", Feature: "windows-ntp", When: "conditional", Source: policy.SourceCatalog})
+	for _, f := range Formats() {
+		var buf bytes.Buffer
+		if err := Write(&buf, f, rules); err != nil {
+			t.Fatal(err)
+		}
+		proxyFormat := f == FormatSquid || f == FormatAzureFirewall || f == FormatPAC
+		if got := strings.Contains(buf.String(), "time.windows.com"); got == proxyFormat {
+			t.Errorf("%s: time.windows.com present = %v", f, got)
+		}
+	}
+}
