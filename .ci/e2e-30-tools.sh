@@ -56,6 +56,7 @@ offerings: [servers, kubernetes, esu, resource-bridge]
 features: [cluster-connect, legacy-image-download, ssh]
 allow: ["10.20.30.40:8443"]
 deny: [pas.windows.net]
+catalog: {revision: "2024-01"}
 YAML
 
 say "catalog formats"

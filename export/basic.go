@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -12,14 +13,24 @@ import (
 )
 
 // writeTable writes one aligned row per rule: pattern (path included), ports,
-// scheme, offering, feature, when, private link and section.
+// scheme, offering, feature, when, private link and section, then the
+// catalog revisions and clouds that list the row when the rules carry them.
 func writeTable(w *bufio.Writer, rules []policy.Rule, _ Options) error {
+	revs := slices.ContainsFunc(rules, func(r policy.Rule) bool { return len(r.Revisions) > 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PATTERN\tPORTS\tSCHEME\tOFFERING\tFEATURE\tWHEN\tPRIVATE-LINK\tSECTION")
+	head := "PATTERN\tPORTS\tSCHEME\tOFFERING\tFEATURE\tWHEN\tPRIVATE-LINK\tSECTION"
+	if revs {
+		head += "\tREVISIONS\tCLOUDS"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range rules {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s",
 			r.Pattern+r.Path, joinPorts(r.Ports, ","), dash(r.Scheme), dash(r.Offering),
 			dash(r.Feature), dash(r.When), dash(r.PrivateLink), dash(sectionOf(r)))
+		if revs {
+			fmt.Fprintf(tw, "\t%s\t%s", dash(strings.Join(r.Revisions, ",")), dash(strings.Join(r.Clouds, ",")))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -62,8 +73,12 @@ type jsonRule struct {
 	Section     string   `json:"section"`
 	Description string   `json:"description"`
 	Note        string   `json:"note,omitempty"`
-	Source      string   `json:"source"`
-	Wildcard    bool     `json:"wildcard"`
+	// Revisions and Clouds are the catalog revisions and clouds that list
+	// the row (catalog rows only).
+	Revisions []string `json:"revisions,omitempty"`
+	Clouds    []string `json:"clouds,omitempty"`
+	Source    string   `json:"source"`
+	Wildcard  bool     `json:"wildcard"`
 	// Rules are the names Decision.Rule gives on each port.
 	Rules []string `json:"rules"`
 }
@@ -76,7 +91,7 @@ func writeJSON(w *bufio.Writer, rules []policy.Rule, _ Options) error {
 			Pattern: r.Pattern, Ports: r.Ports, Scheme: r.Scheme, Path: r.Path,
 			Offering: r.Offering, Offerings: offerings(r), Feature: r.Feature, When: r.When,
 			PrivateLink: r.PrivateLink, Section: r.Section, Description: r.Description,
-			Note: r.Note, Source: r.Source.String(), Wildcard: r.Wildcard(), Rules: []string{},
+			Note: r.Note, Revisions: r.Revisions, Clouds: r.Clouds, Source: r.Source.String(), Wildcard: r.Wildcard(), Rules: []string{},
 		}
 		if jr.Ports == nil {
 			jr.Ports = []int{}

@@ -62,9 +62,15 @@ func Write(w io.Writer, format string, rules []policy.Rule) error {
 	return WriteWith(w, format, rules, Options{})
 }
 
-// WriteWith is Write with Options.
+// WriteWith is Write with Options. The proxy formats (squid,
+// azure-firewall, pac) leave out UDP rows (scheme "udp": time.windows.com:123
+// of the 2026-08 resource bridge table), which no HTTP proxy carries; the
+// allowlist views keep them.
 func WriteWith(w io.Writer, format string, rules []policy.Rule, opts Options) error {
 	var f func(*bufio.Writer, []policy.Rule, Options) error
+	if format == FormatSquid || format == FormatAzureFirewall || format == FormatPAC {
+		rules = slices.DeleteFunc(slices.Clone(rules), func(r policy.Rule) bool { return r.Scheme == "udp" })
+	}
 	switch format {
 	case FormatTable:
 		f = writeTable

@@ -18,7 +18,7 @@ func TestParseCatalogErrors(t *testing.T) {
 		"bad-pattern":            "only one * is allowed",
 		"no-ports":               "no ports",
 		"port-out-of-range":      "port 70000 out of range",
-		"bad-scheme":             `scheme "ftp"; expected https or http`,
+		"bad-scheme":             `scheme "ftp"; expected https, http or udp`,
 		"path-without-slash":     `path "pkiops" must start with /`,
 		"no-sources":             "no sources",
 		"source-without-section": "a source without section",
@@ -80,7 +80,7 @@ func TestCompileWithCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Compile(policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers", "kubernetes"}, Features: []string{"portal"}}, cat)
+	p, err := compilePinned(policy.Config{Regions: []string{"eastus2"}, Offerings: []string{"servers", "kubernetes"}, Features: []string{"portal"}}, cat)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,31 +56,70 @@ func otherPort(ports []int) int {
 // another region, with the feature off, and in phase steady for
 // installation and connection rows.
 func TestCatalogRows(t *testing.T) {
-	cat := embedded(t)
-	none := compileOK(t, policy.Config{Allow: []string{"unrelated.example.org"}})
+	for _, rc := range rowClouds {
+		t.Run(rc.revision+"/"+rc.cloud, func(t *testing.T) { checkCatalogRows(t, rc.revision, rc.cloud, rc.region, rc.other) })
+	}
+}
+
+// rowClouds are the revisions and clouds TestCatalogRows walks, each with
+// the region its rows are expanded for and another region of that cloud.
+var rowClouds = []struct{ revision, cloud, region, other string }{
+	{policy.Revision202401, policy.CloudPublic, "eastus2", "westus3"},
+	{policy.Revision202608, policy.CloudPublic, "eastus2", "westus3"},
+	{policy.Revision202608, policy.CloudUSGov, "usgovvirginia", "usgovarizona"},
+	{policy.Revision202608, policy.CloudChina, "chinanorth3", "chinaeast2"},
+}
+
+// checkCatalogRows is TestCatalogRows for the rows of one revision and cloud.
+func checkCatalogRows(t *testing.T, revision, cloud, region, other string) {
+	whole, err := policy.EmbeddedCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := whole.Select(revision, cloud)
+	if len(cat.Entries) == 0 {
+		t.Fatalf("no rows in revision %s, cloud %s", revision, cloud)
+	}
+	none := compileOK(t, policy.Config{Allow: []string{"unrelated.example.org"}, Revision: revision, Cloud: cloud})
 	for ei := range cat.Entries {
 		e := &cat.Entries[ei]
+		if e.Pattern == policy.PatternDNSServer {
+			continue // names no host: never admitted (TestDNSServerRowAdmitsNothing)
+		}
 		for _, s := range e.Sources {
 			variants := []string{""}
 			if len(s.Features) > 0 {
 				variants = s.Features
 			}
+			if s.AllFeatures {
+				variants = []string{s.Features[0]} // with every feature on
+			}
 			for _, f := range variants {
 				name := fmt.Sprintf("%s/%s/%s", e.Pattern+e.Path, s.Offering, f)
 				t.Run(name, func(t *testing.T) {
 					cfg := rowConfig(s, f)
+					cfg.Revision, cfg.Cloud, cfg.Regions = revision, cloud, []string{region}
+					if s.AllFeatures {
+						cfg.Features = slices.Clone(s.Features)
+					}
 					p := compileOK(t, cfg)
 					if e.Pattern == "<vmware.vcenter>" || e.Pattern == "<scvmm.server>" {
 						checkUserSuppliedRow(t, p, e, s)
 						return
 					}
-					names := fillPattern(e.Pattern, "eastus2")
+					wantFeature := f
+					for _, s2 := range e.Sources {
+						if s2.Offering == s.Offering && len(s2.Features) == 0 {
+							wantFeature = "" // the same offering needs the name always
+						}
+					}
+					names := fillPattern(e.Pattern, region)
 					for _, n := range names {
 						for _, port := range e.Ports {
 							d := destFor(n, port, e.Path)
 							want := policy.Decision{
-								Verdict: policy.Allow, Rule: strings.ReplaceAll(e.Pattern, "<region>", "eastus2") + e.Path + ":" + strconv.Itoa(port),
-								Offering: s.Offering, Feature: f, Source: policy.SourceCatalog,
+								Verdict: policy.Allow, Rule: strings.ReplaceAll(e.Pattern, "<region>", region) + e.Path + ":" + strconv.Itoa(port),
+								Offering: s.Offering, Feature: wantFeature, Source: policy.SourceCatalog,
 								TLSOnly: e.Scheme == "https" && port != 80,
 							}
 							checkFull(t, fmt.Sprintf("on: %s:%d", n, port), p.Decide(d), want)
@@ -92,12 +131,12 @@ func TestCatalogRows(t *testing.T) {
 							policy.Decision{Reason: policy.PortNotAllowed})
 					}
 					if strings.Contains(e.Pattern, "<region>") {
-						for _, n := range fillPattern(e.Pattern, "westus3") {
+						for _, n := range fillPattern(e.Pattern, other) {
 							checkDecision(t, "other region: "+n, p.Decide(destFor(n, e.Ports[0], e.Path)),
 								policy.Decision{Reason: policy.NotInAllowlist})
 						}
 					}
-					if f != "" {
+					if f != "" && wantFeature != "" {
 						off := cfg
 						off.Features = nil
 						po := compileOK(t, off)
@@ -477,7 +516,7 @@ func TestServicebusNarrowing(t *testing.T) {
 	}
 	bad := base
 	bad.ServicebusNames = []string{"1.2.3.4"}
-	if _, err := policy.Compile(bad, nil); err == nil || !strings.Contains(err.Error(), `"1.2.3.4"`) {
+	if _, err := compilePinned(bad, nil); err == nil || !strings.Contains(err.Error(), `"1.2.3.4"`) {
 		t.Errorf("an IP in the servicebus list: err %v, want an error naming it", err)
 	}
 }

@@ -261,12 +261,7 @@ func specEndpoints(t *testing.T, rows []specTableRow) []specEndpoint {
 		}
 		if strings.HasPrefix(names, "URL of the ") {
 			e := base
-			switch {
-			case strings.Contains(names, "vCenter"):
-				e.pattern = "<vmware.vcenter>"
-			case strings.Contains(names, "SCVMM"):
-				e.pattern = "<scvmm.server>"
-			default:
+			if e.pattern = userSuppliedPattern(names); e.pattern == "" {
 				t.Errorf("spec line %d: unknown user-supplied URL %q", r.line, names)
 			}
 			e.key = e.pattern
@@ -295,6 +290,21 @@ func specEndpoints(t *testing.T, rows []specTableRow) []specEndpoint {
 	return out
 }
 
+// userSuppliedPattern returns the catalog placeholder of a spec row whose
+// host the site supplies (the vCenter server, the SCVMM server, the DNS
+// servers), or "".
+func userSuppliedPattern(cell string) string {
+	switch {
+	case strings.Contains(cell, "vCenter"):
+		return "<vmware.vcenter>"
+	case strings.Contains(cell, "SCVMM"):
+		return "<scvmm.server>"
+	case strings.Contains(cell, "DNS server"):
+		return policy.PatternDNSServer
+	}
+	return ""
+}
+
 // designExtraPorts are ports the design adds to a spec row: the pkiops
 // certificate download is also fetched over plain HTTP (design: Policy model).
 var designExtraPorts = map[string][]int{"microsoft.com/pkiops/certs": {80}}
@@ -318,13 +328,15 @@ func loadSpec(t *testing.T) []specEndpoint {
 	return specEndpoints(t, rows)
 }
 
+// embedded returns the embedded catalog's revision 2024-01 (public cloud),
+// the rows of the requirements page these tests read.
 func embedded(t testing.TB) *policy.Catalog {
 	t.Helper()
 	cat, err := policy.EmbeddedCatalog()
 	if err != nil {
 		t.Fatalf("EmbeddedCatalog: %v", err)
 	}
-	return cat
+	return cat.Select(policy.Revision202401, policy.CloudPublic)
 }
 
 func entryKey(e *policy.Entry) string { return strings.ToLower(e.Pattern + e.Path) }
@@ -482,7 +494,14 @@ func TestCatalogEntriesMatchSpec(t *testing.T) {
 // TestSpecCopyIsCurrent checks that the spec copy in testdata equals the
 // shared spec, when the shared tree is there (a fresh clone has only the copy).
 func TestSpecCopyIsCurrent(t *testing.T) {
-	shared := filepath.Join("..", "..", "shared", "spec", "arc-network-requirements.txt")
+	checkCopyIsCurrent(t, "arc-network-requirements.txt", specFile)
+}
+
+// checkCopyIsCurrent checks that the testdata copy equals ../shared/spec/name,
+// when the shared tree is there.
+func checkCopyIsCurrent(t *testing.T, name, copyFile string) {
+	t.Helper()
+	shared := filepath.Join("..", "..", "shared", "spec", name)
 	want, err := os.ReadFile(shared)
 	if os.IsNotExist(err) {
 		t.Skipf("%s not present", shared)
@@ -490,12 +509,12 @@ func TestSpecCopyIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(specFile)
+	got, err := os.ReadFile(copyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from %s: copy the shared spec and re-check the catalog", specFile, shared)
+		t.Errorf("%s differs from %s: copy the shared file and re-check the catalog", copyFile, shared)
 	}
 }
 

@@ -25,7 +25,12 @@ type Policy struct {
 	// all is the policy with every offering, feature and region on, used by
 	// Hint; nil inside that policy itself.
 	all *Policy
-	cat *Catalog
+	// cat is the catalog view of the policy's revision and cloud; root is
+	// the whole catalog it was selected from (Hint looks at other revisions).
+	cat  *Catalog
+	root *Catalog
+	// revision and cloud are the resolved catalog.revision and cloud.
+	revision, cloud string
 	// selected is the set of selected canonical offerings.
 	selected map[string]bool
 	features map[string]bool
@@ -58,6 +63,11 @@ type Rule struct {
 	Description string `json:"description"`
 	// Note is arcfence's remark on how the row is enforced.
 	Note string `json:"note,omitempty"`
+	// Revisions are the catalog revisions that list the row's pattern
+	// (catalog rows only).
+	Revisions []string `json:"revisions,omitempty"`
+	// Clouds are the clouds whose tables list the row's pattern (catalog rows only).
+	Clouds []string `json:"clouds,omitempty"`
 	// Source is the kind of entry (catalog, allow, vcenter, scvmm).
 	Source Source `json:"-"`
 	// Written is the entry as the user wrote it (user entries only).
@@ -206,8 +216,9 @@ func (ix *index) sort() {
 	}
 }
 
-// Compile validates cfg and compiles it with the catalog cat (nil = the
-// embedded catalog). Errors name the config key and what is allowed.
+// Compile validates cfg and compiles it with the rows of cfg's revision and
+// cloud of the catalog cat (nil = the embedded catalog). Errors name the
+// config key and what is allowed.
 func Compile(cfg Config, cat *Catalog) (*Policy, error) {
 	if cat == nil {
 		var err error
@@ -219,16 +230,20 @@ func Compile(cfg Config, cat *Catalog) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cat.all != nil {
-		cat.all.once.Do(func() { cat.all.p, cat.all.err = compileAll(cat) })
-		p.all, err = cat.all.p, cat.all.err
-	} else {
-		p.all, err = compileAll(cat)
-	}
-	if err != nil {
+	if p.all, err = p.cat.allPolicy(); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	return p, nil
+}
+
+// allPolicy returns the every-offering policy of a view, compiled once per
+// view (every time for a hand-built catalog).
+func (c *Catalog) allPolicy() (*Policy, error) {
+	if c.all == nil {
+		return compileAll(c)
+	}
+	c.all.once.Do(func() { c.all.p, c.all.err = compileAll(c) })
+	return c.all.p, c.all.err
 }
 
 // cloneConfig copies the configuration's slices, so that neither the
@@ -244,7 +259,8 @@ func cloneConfig(c Config) Config {
 }
 
 // compileAll compiles the policy with every offering, every feature that
-// adds rows, every region and the onboarding phase: what Hint searches.
+// adds rows, every region of the view's cloud and the onboarding phase:
+// what Hint searches.
 func compileAll(cat *Catalog) (*Policy, error) {
 	var feats []string
 	for _, f := range Features() {
@@ -258,14 +274,67 @@ func compileAll(cat *Catalog) (*Policy, error) {
 			offs = append(offs, o)
 		}
 	}
-	return compile(Config{Regions: azureRegions, Offerings: offs, Features: feats}, cat, true)
+	rev, cloud := cat.revision, cat.cloud
+	if cloud == "" {
+		cloud = CloudPublic
+	}
+	return compile(Config{Regions: cloudRegions(cloud), Offerings: offs, Features: feats, Revision: rev, Cloud: cloud}, cat, true)
 }
 
-func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
+// tableOffering returns the offering whose table rows offering o needs to
+// exist in a cloud (Azure Stack HCI has none of its own: the resource bridge's).
+func tableOffering(o string) string {
+	if o == OfferingAzureStackHCI {
+		return OfferingResourceBridge
+	}
+	return o
+}
+
+// selectView validates catalog.revision and cloud and returns the view of
+// root they select (nil after an error reported through bad).
+func selectView(cfg Config, root *Catalog, bad func(string, ...any)) (rev, cloud string, view *Catalog) {
+	rev, cloud = cfg.Revision, cfg.Cloud
+	if rev == "" {
+		rev = LatestRevision
+	}
+	if cloud == "" {
+		cloud = CloudPublic
+	}
+	ok := true
+	if !slices.Contains(Revisions(), rev) {
+		bad("catalog.revision: unknown revision %q; expected one of %s", cfg.Revision, strings.Join(Revisions(), ", "))
+		ok = false
+	}
+	if !slices.Contains(Clouds(), cloud) {
+		bad("cloud: unknown cloud %q; expected one of %s", cfg.Cloud, strings.Join(Clouds(), ", "))
+		ok = false
+	}
+	if !ok {
+		return rev, cloud, nil
+	}
+	if has := root.CloudsOf(rev); !slices.Contains(has, cloud) {
+		var with []string
+		for _, r := range Revisions() {
+			if slices.Contains(root.CloudsOf(r), cloud) {
+				with = append(with, r)
+			}
+		}
+		msg := fmt.Sprintf("cloud: %s has no tables in catalog.revision %s (its clouds: %s)", cloud, rev, strings.Join(has, ", "))
+		if len(with) > 0 {
+			msg += fmt.Sprintf("; set catalog.revision to %s or cloud to %s", strings.Join(with, " or "), strings.Join(has, " or "))
+		}
+		bad("%s", msg)
+		return rev, cloud, nil
+	}
+	return rev, cloud, root.Select(rev, cloud)
+}
+
+func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 	cfg = cloneConfig(cfg)
+	root = root.Whole()
 	p := &Policy{
 		cfg:       cfg,
-		cat:       cat,
+		root:      root,
 		allow:     newIndex(),
 		deny:      newIndex(),
 		allowAddr: map[netip.Addr][]*crow{},
@@ -275,6 +344,11 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 	}
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	p.revision, p.cloud, p.cat = selectView(cfg, root, bad)
+	cat := p.cat
+	if cat == nil {
+		cat = &Catalog{} // report the other keys' errors too
+	}
 
 	for _, o := range cfg.Offerings {
 		n := strings.ToLower(strings.TrimSpace(o))
@@ -300,12 +374,17 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 	}
 	for _, r := range cfg.Regions {
 		n := NormalizeRegion(r)
+		if knownRegion(n) && p.cat != nil && cloudOf(n) != p.cloud {
+			bad("regions: %q is a region of cloud %s, not of cloud %s; set cloud to %s or use a %s region (e.g. %s)",
+				r, cloudOf(n), p.cloud, cloudOf(n), p.cloud, exampleRegion(p.cloud))
+			continue
+		}
 		if !knownRegion(n) {
 			msg := fmt.Sprintf("regions: unknown Azure region %q", r)
-			if c := closeRegions(n); len(c) > 0 {
+			if c := closeRegions(n, p.cloud); len(c) > 0 {
 				msg += "; did you mean " + strings.Join(c, ", ") + "?"
 			} else {
-				msg += "; use a name from 'az account list-locations -o table', e.g. eastus2"
+				msg += "; use a name from 'az account list-locations -o table', e.g. " + exampleRegion(p.cloud)
 			}
 			bad("%s", msg)
 			continue
@@ -336,6 +415,20 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 	if !p.selected[OfferingSCVMM] && strings.TrimSpace(cfg.SCVMMServer) != "" {
 		bad("scvmm.server: set without offering scvmm; add scvmm to offerings or remove scvmm.server")
 	}
+	if p.cat != nil && p.cloud != CloudPublic && !all {
+		var has []string
+		for _, o := range Offerings() {
+			if tableOffering(o) == o && p.cat.hasOffering(o) {
+				has = append(has, o)
+			}
+		}
+		for _, o := range p.Selected() {
+			if !p.cat.hasOffering(tableOffering(o)) {
+				bad("cloud: offering %s has no table in cloud %s of catalog.revision %s (its tables there: %s); use cloud public or remove %s from offerings",
+					o, p.cloud, p.revision, strings.Join(has, ", "), o)
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -353,6 +446,8 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 		}
 		src := p.attribute(e, act)
 		switch {
+		case e.Pattern == PatternDNSServer:
+			continue // the appliance asks its DNS servers directly, never through the proxy
 		case e.Pattern == "<vmware.vcenter>":
 			if err := p.addUser(cfg.VCenter, SourceVCenter, "vmware.vcenter", &order, e, src); err != nil {
 				errs = append(errs, err)
@@ -419,6 +514,7 @@ func compile(cfg Config, cat *Catalog, all bool) (*Policy, error) {
 				Offering: src.offering, Feature: src.feature, When: src.row.When,
 				PrivateLink: src.row.PrivateLink, Section: src.row.Section,
 				Description: src.row.Description, Note: e.Note, Source: SourceCatalog,
+				Revisions: e.Revisions(), Clouds: e.Clouds(),
 			})
 		}
 	}
@@ -472,14 +568,56 @@ func (p *Policy) activeSources(e *Entry) []*SpecRow {
 	return out
 }
 
-// firstFeature returns the first of the row's features that is selected.
+// firstFeature returns the first of the row's features that is selected
+// (with AllFeatures: the first feature when every one is selected), or "".
 func (p *Policy) firstFeature(s *SpecRow) string {
+	if s.AllFeatures {
+		if p.missingFeature(s) != "" {
+			return ""
+		}
+		return s.Features[0]
+	}
 	for _, f := range s.Features {
 		if p.features[f] {
 			return f
 		}
 	}
 	return ""
+}
+
+// missingFeature returns the first feature the row still needs: its first
+// feature when none of any-of features is on, the first one off of
+// all-of features; "" when the row's features are satisfied.
+func (p *Policy) missingFeature(s *SpecRow) string {
+	if len(s.Features) == 0 {
+		return ""
+	}
+	if !s.AllFeatures {
+		for _, f := range s.Features {
+			if p.features[f] {
+				return ""
+			}
+		}
+		return s.Features[0]
+	}
+	for _, f := range s.Features {
+		if !p.features[f] {
+			return f
+		}
+	}
+	return ""
+}
+
+// hasOffering reports whether a row of the catalog belongs to offering o.
+func (c *Catalog) hasOffering(o string) bool {
+	for _, e := range c.Entries {
+		for _, s := range e.Sources {
+			if s.Offering == o {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // signInOrARM are the rows indirect-mode data services need besides its own:
@@ -822,6 +960,16 @@ func (p *Policy) Selected() []string {
 // Regions returns the configured regions, normalized.
 func (p *Policy) Regions() []string { return slices.Clone(p.regions) }
 
+// Revision returns the catalog revision the policy was compiled from
+// (catalog.revision with its default filled in).
+func (p *Policy) Revision() string { return p.revision }
+
+// Cloud returns the cloud whose tables the policy was compiled from.
+func (p *Policy) Cloud() string { return p.cloud }
+
+// Catalog returns the catalog view of the policy's revision and cloud.
+func (p *Policy) Catalog() *Catalog { return p.cat }
+
 // AllRules returns every catalog row, with <region> filled for each of
 // regions (left as written when regions is empty) and the offerings of all
 // sections that list it joined with ",": `arcfence catalog --all`.
@@ -851,6 +999,7 @@ func (c *Catalog) AllRules(regions []string) []Rule {
 				Offering: strings.Join(e.Offerings(), ","), Feature: strings.Join(feats, ","),
 				When: s0.When, PrivateLink: s0.PrivateLink, Section: s0.Section,
 				Description: s0.Description, Note: e.Note, Source: SourceCatalog,
+				Revisions: e.Revisions(), Clouds: e.Clouds(),
 			})
 		}
 	}

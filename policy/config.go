@@ -24,6 +24,11 @@ type Config struct {
 	VCenter string
 	// SCVMMServer is scvmm.server, in the same forms as VCenter.
 	SCVMMServer string
+	// Revision is catalog.revision: which of Microsoft's tables (see
+	// Revisions); "" = LatestRevision.
+	Revision string
+	// Cloud is cloud: public (default, ""), usgov or china (see Clouds).
+	Cloud string
 	// ServicebusNames, when non-nil, replace the wide *.servicebus.windows.net
 	// rows with these names (the azgn* row stays): the answer of the
 	// guestnotificationservice allowlist call.
@@ -71,14 +76,68 @@ const (
 	FeatureLegacyImageDownload  = "legacy-image-download"
 	FeaturePrivateLink          = "private-link"
 	FeatureResourceMgmtPrivLink = "resource-management-private-link"
+	// Features of conditions the 2026-08 tables added.
+
+	// FeatureClusterExtensions: Arc-enabled Kubernetes extensions are used
+	// (linuxgeneva-microsoft.azurecr.io).
+	FeatureClusterExtensions = "cluster-extensions"
+	// FeatureExtensionMonitoring: Azure IoT Operations, the Key Vault Secret
+	// Store extension or cert-manager run on the cluster (their monitoring hosts).
+	FeatureExtensionMonitoring = "extension-monitoring"
+	// FeatureWindowsServerLicensing: hotpatching, Windows Server Azure
+	// Benefits or Windows Server pay-as-you-go billing (dls.microsoft.com).
+	FeatureWindowsServerLicensing = "windows-server-licensing"
+	// FeatureSQLEntraAuth: SQL Server enabled by Azure Arc uses Entra
+	// authentication (its key vault and Microsoft Graph).
+	FeatureSQLEntraAuth = "sql-entra-auth"
+	// FeatureSQLServerESU: ESUs for SQL Server on an ESU-only machine.
+	FeatureSQLServerESU = "sql-server-esu"
+	// FeatureWindowsNTP: the resource bridge's time source is Windows NTP
+	// (time.windows.com, 123/UDP).
+	FeatureWindowsNTP = "windows-ntp"
 )
 
 // Features returns every feature name.
 func Features() []string {
 	return []string{FeatureClusterConnect, FeatureCustomLocations, FeatureAzureRBAC, FeaturePortal,
 		FeatureAutoUpgrade, FeatureWindowsAdminCenter, FeatureSSH, FeatureESU, FeatureGuestManagement,
-		FeatureLegacyTelemetry, FeatureLegacyImageDownload, FeaturePrivateLink, FeatureResourceMgmtPrivLink}
+		FeatureLegacyTelemetry, FeatureLegacyImageDownload, FeaturePrivateLink, FeatureResourceMgmtPrivLink,
+		FeatureClusterExtensions, FeatureExtensionMonitoring, FeatureWindowsServerLicensing,
+		FeatureSQLEntraAuth, FeatureSQLServerESU, FeatureWindowsNTP}
 }
+
+// Catalog revisions: each is one set of Microsoft's Arc endpoint tables.
+const (
+	// Revision202401 is the requirements page the catalog was first built
+	// from (Microsoft's tables around January 2024), public cloud only.
+	Revision202401 = "2024-01"
+	// Revision202608 is Microsoft's tables as of August 2026: public cloud,
+	// Azure Government and Azure operated by 21Vianet.
+	Revision202608 = "2026-08"
+	// LatestRevision is the default of catalog.revision.
+	LatestRevision = Revision202608
+)
+
+// Revisions returns the catalog revisions, oldest first.
+func Revisions() []string { return []string{Revision202401, Revision202608} }
+
+// Clouds (config cloud).
+const (
+	// CloudPublic is Azure (the default).
+	CloudPublic = "public"
+	// CloudUSGov is Azure Government.
+	CloudUSGov = "usgov"
+	// CloudChina is Azure operated by 21Vianet.
+	CloudChina = "china"
+)
+
+// Clouds returns the cloud names, the default first.
+func Clouds() []string { return []string{CloudPublic, CloudUSGov, CloudChina} }
+
+// GatewayCloud reports whether the Arc gateway (issue 16: connection
+// gateway or both) exists in cloud: the gateway pages cover the public
+// cloud only, so Compile refuses a gateway connection elsewhere.
+func GatewayCloud(cloud string) bool { return cloud == "" || cloud == CloudPublic }
 
 // Phases.
 const (

@@ -105,7 +105,7 @@ func TestConfigErrors(t *testing.T) {
 		seen[name] = true
 		t.Run(name, func(t *testing.T) {
 			cfg := loadFixture(t, f)
-			p, err := policy.Compile(cfg, nil)
+			p, err := compilePinned(cfg, nil)
 			if strings.HasPrefix(name, "ok-") {
 				if err != nil {
 					t.Fatalf("valid fixture: %v", err)
@@ -164,7 +164,7 @@ func TestRegionSuggestions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.region, func(t *testing.T) {
-			_, err := policy.Compile(policy.Config{Regions: []string{tc.region}, Offerings: []string{"servers"}}, nil)
+			_, err := compilePinned(policy.Config{Regions: []string{tc.region}, Offerings: []string{"servers"}}, nil)
 			if err == nil {
 				t.Fatalf("region %q accepted", tc.region)
 			}
@@ -176,7 +176,7 @@ func TestRegionSuggestions(t *testing.T) {
 		})
 	}
 	for _, r := range []string{"East US 2", "eastus2", "  West Europe ", "WESTUS3", "UK South"} {
-		if _, err := policy.Compile(policy.Config{Regions: []string{r}, Offerings: []string{"kubernetes"}}, nil); err != nil {
+		if _, err := compilePinned(policy.Config{Regions: []string{r}, Offerings: []string{"kubernetes"}}, nil); err != nil {
 			t.Errorf("region %q: %v", r, err)
 		}
 	}

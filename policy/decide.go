@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -321,6 +322,19 @@ type Hint struct {
 	// DataServicesMode is "direct" when the row is a direct-mode-only data
 	// services row and data_services.mode is indirect.
 	DataServicesMode string `json:"data_services_mode,omitempty"`
+	// Revision is another catalog revision whose tables list the
+	// destination when this policy's revision does not ("" otherwise):
+	// the hint "in catalog revision R".
+	Revision string `json:"revision,omitempty"`
+}
+
+// Text returns the hint as a short phrase for people: "in catalog revision
+// R" for a Revision hint, "" otherwise.
+func (h Hint) Text() string {
+	if h.Revision == "" {
+		return ""
+	}
+	return "in catalog revision " + h.Revision
 }
 
 // Found reports whether a catalog row would admit the destination.
@@ -337,7 +351,7 @@ func (p *Policy) Hint(d Dest) Hint {
 	}
 	dec := p.all.Decide(d)
 	if !dec.Allowed() || dec.Source != SourceCatalog {
-		return Hint{}
+		return p.revisionHint(d)
 	}
 	var st lookup
 	host := dec.Host
@@ -383,9 +397,7 @@ func (p *Policy) Hint(d Dest) Hint {
 		return Hint{}
 	}
 	h.Section = pick.Section
-	if len(pick.Features) > 0 && p.firstFeature(pick) == "" {
-		h.Feature = pick.Features[0]
-	}
+	h.Feature = p.missingFeature(pick)
 	if (pick.When == WhenInstall || pick.When == WhenConnect) && p.cfg.Phase == PhaseSteady {
 		h.Phase = PhaseOnboarding
 	}
@@ -395,6 +407,39 @@ func (p *Policy) Hint(d Dest) Hint {
 		return Hint{}
 	}
 	return h
+}
+
+// revisionHint returns the hint for a destination that this policy's
+// revision does not list: the newest other revision (same cloud) whose
+// every-offering policy admits it by a catalog row, or the zero Hint.
+func (p *Policy) revisionHint(d Dest) Hint {
+	if p.root == nil {
+		return Hint{}
+	}
+	revs := Revisions()
+	for i := len(revs) - 1; i >= 0; i-- {
+		r := revs[i]
+		if r == p.revision || !slices.Contains(p.root.CloudsOf(r), p.cloud) {
+			continue
+		}
+		v := p.root.Select(r, p.cloud)
+		all, err := v.allPolicy()
+		if err != nil || all == nil {
+			continue
+		}
+		dec := all.Decide(d)
+		if !dec.Allowed() || dec.Source != SourceCatalog {
+			continue
+		}
+		h := Hint{Rule: dec.Rule, Revision: r}
+		var st lookup
+		all.allow.find(dec.Host, d, &st)
+		if c := st.best; c != nil && c.entry >= 0 {
+			h.Section = v.Entries[c.entry].Sources[0].Section
+		}
+		return h
+	}
+	return Hint{}
 }
 
 // containsFold reports whether s contains the lower-case ASCII sub (any case).

@@ -122,7 +122,7 @@ func TestHintWorks(t *testing.T) {
 				if q == nil {
 					c := applyHint(cfg, h)
 					var err error
-					if q, err = policy.Compile(c, cat); err != nil {
+					if q, err = compilePinned(c, cat); err != nil {
 						t.Errorf("Hint(%s:%d) = %+v: the config with it does not compile: %v", d.Host, d.Port, h, err)
 						continue
 					}

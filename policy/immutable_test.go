@@ -25,7 +25,7 @@ func TestPolicyImmutable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := policy.Compile(cfg, cat)
+	p, err := compilePinned(cfg, cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +73,18 @@ func TestCompileLeavesCatalogAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := policy.ParseCatalog(data)
+	data2026, err := os.ReadFile("catalog-2026-08.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := policy.ParseCatalog(data, data2026)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range compositionConfigs {
 		cfg := tc.cfg
 		cfg.Regions = []string{"eastus2", "westeurope"}
-		p, err := policy.Compile(cfg, nil)
+		p, err := compilePinned(cfg, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

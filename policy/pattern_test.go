@@ -284,7 +284,7 @@ func TestDenyWins(t *testing.T) {
 	}
 	t.Run("deny with a path is a config error", func(t *testing.T) {
 		for _, d := range []string{"example.org/x", "example.org:443/x", "10.0.0.1:80/x"} {
-			_, err := policy.Compile(policy.Config{Offerings: []string{"servers"}, Regions: []string{"eastus2"}, Deny: []string{d}}, nil)
+			_, err := compilePinned(policy.Config{Offerings: []string{"servers"}, Regions: []string{"eastus2"}, Deny: []string{d}}, nil)
 			if err == nil || !strings.Contains(err.Error(), "path") {
 				t.Errorf("deny %q: err %v, want an error about the path", d, err)
 			}

@@ -8,8 +8,8 @@ import (
 	"github.com/arcfence/arcfence/internal/suggest"
 )
 
-// azureRegions are the public Azure region names (az account list-locations),
-// in the normalized form the spec uses in regional endpoints.
+// azureRegions are the Azure region names of every cloud (az account
+// list-locations), in the normalized form the spec uses in regional endpoints.
 var azureRegions = []string{
 	"australiacentral", "australiacentral2", "australiaeast", "australiasoutheast",
 	"austriaeast", "belgiumcentral", "brazilsouth", "brazilsoutheast",
@@ -29,7 +29,49 @@ var azureRegions = []string{
 	"chinaeast3", "chinanorth", "chinanorth2", "chinanorth3",
 }
 
-// Regions returns the known Azure region names, sorted.
+// cloudOf returns the cloud whose region r (normalized) is: Azure
+// Government regions start with "usgov" (the 2026-08 tables name
+// usgovvirginia), 21Vianet's with "china" (chinanorth3, ...).
+func cloudOf(r string) string {
+	switch {
+	case strings.HasPrefix(r, "usgov"):
+		return CloudUSGov
+	case strings.HasPrefix(r, "china"):
+		return CloudChina
+	}
+	return CloudPublic
+}
+
+// cloudRegions returns the known regions of cloud, in azureRegions order.
+func cloudRegions(cloud string) []string {
+	var out []string
+	for _, r := range azureRegions {
+		if cloudOf(r) == cloud {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// exampleRegion returns a region of cloud to name in error messages.
+func exampleRegion(cloud string) string {
+	switch cloud {
+	case CloudUSGov:
+		return "usgovvirginia"
+	case CloudChina:
+		return "chinanorth3"
+	}
+	return "eastus2"
+}
+
+// RegionsOf returns the known region names of cloud, sorted.
+func RegionsOf(cloud string) []string {
+	out := cloudRegions(cloud)
+	sort.Strings(out)
+	return out
+}
+
+// Regions returns the known Azure region names of every cloud, sorted.
 func Regions() []string {
 	out := slices.Clone(azureRegions)
 	sort.Strings(out)
@@ -47,9 +89,9 @@ func knownRegion(r string) bool {
 	return slices.Contains(azureRegions, r)
 }
 
-// closeRegions returns up to three known regions nearest to r by edit
+// closeRegions returns up to three regions of cloud nearest to r by edit
 // distance (a shared prefix counts as close), for error messages.
-func closeRegions(r string) []string {
+func closeRegions(r, cloud string) []string {
 	dist := func(a, b string) int {
 		d := suggest.Distance(a, b)
 		if strings.HasPrefix(b, a) || strings.HasPrefix(a, b) {
@@ -57,5 +99,5 @@ func closeRegions(r string) []string {
 		}
 		return d
 	}
-	return suggest.Nearest(r, azureRegions, max(2, len(r)/3), 3, dist)
+	return suggest.Nearest(r, cloudRegions(cloud), max(2, len(r)/3), 3, dist)
 }

@@ -57,7 +57,9 @@ func TestNames(t *testing.T) {
 	}
 	if got, want := policy.Features(), []string{"cluster-connect", "custom-locations", "azure-rbac", "portal",
 		"auto-upgrade", "windows-admin-center", "ssh", "esu", "guest-management", "legacy-telemetry",
-		"legacy-image-download", "private-link", "resource-management-private-link"}; !slices.Equal(got, want) {
+		"legacy-image-download", "private-link", "resource-management-private-link",
+		"cluster-extensions", "extension-monitoring", "windows-server-licensing", "sql-entra-auth",
+		"sql-server-esu", "windows-ntp"}; !slices.Equal(got, want) {
 		t.Errorf("Features() = %q, want %q", got, want)
 	}
 	regions := policy.Regions()

@@ -196,6 +196,7 @@ func prefixes(cidrs ...string) []netip.Prefix {
 func testConfig() envConfig {
 	return envConfig{
 		Config: policy.Config{
+			Revision:  policy.Revision202401, // its microsoft.com/pkiops/certs row is the path row the tests drive
 			Regions:   []string{"eastus2"},
 			Offerings: []string{policy.OfferingServers},
 			Features:  []string{policy.FeatureESU},

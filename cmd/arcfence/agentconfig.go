@@ -35,6 +35,7 @@ resource bridge's proxy settings. --proxy-url is arcfence as the agents reach it
 				Regions:          p.Regions(),
 				DataServicesMode: cfg.DataServices.Mode,
 				ServiceCIDR:      serviceCIDR,
+				Cloud:            p.Cloud(),
 			})
 		},
 	}

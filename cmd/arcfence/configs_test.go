@@ -142,8 +142,10 @@ func TestPrecedence(t *testing.T) {
 	}
 }
 
-// TestExplainDoneWhen is issue 2's acceptance check.
+// TestExplainDoneWhen is issue 2's acceptance check, on the catalog
+// revision it was written for (2024-01).
 func TestExplainDoneWhen(t *testing.T) {
+	t.Setenv("ARCFENCE_CATALOG_REVISION", "2024-01")
 	out, err := run(t, "explain", "--offerings", "servers", "--region", "eastus2",
 		"eastus2.dp.kubernetesconfiguration.azure.com:443", "x.his.arc.azure.com:443", "management.azure.com:22",
 		"http://microsoft.com/pkiops/certs/x.crt", "http://microsoft.com/other", "management.azure.com", "host:abc")

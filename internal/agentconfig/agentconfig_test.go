@@ -39,6 +39,11 @@ func TestGolden(t *testing.T) {
 		{name: "vmware-guest", opts: Options{ProxyURL: "http://proxy:3128", Offerings: []string{"kubernetes", "resource-bridge", "vmware"},
 			Features: []string{"guest-management"}, Regions: []string{"eastus2"}},
 			want: []string{"az arcappliance configuration proxy update vmware", "azcmagent config set proxy.url", "az connectedk8s connect"}},
+		{name: "servers-usgov", opts: Options{ProxyURL: "http://proxy:3128", Offerings: []string{"servers"}, Regions: []string{"usgovvirginia"}, Cloud: "usgov"},
+			want: []string{"az cloud set --name AzureUSGovernment", "azcmagent connect --cloud AzureUSGovernment", "--location usgovvirginia",
+				`azcmagent config set proxy.url "http://proxy:3128"`}},
+		{name: "kubernetes-china", opts: Options{ProxyURL: "http://proxy:3128", Offerings: []string{"kubernetes"}, Regions: []string{"chinanorth3"}, Cloud: "china"},
+			want: []string{"az cloud set --name AzureChinaCloud", "az connectedk8s connect"}, not: []string{"azcmagent"}},
 		{name: "hci-bridge-only", opts: Options{ProxyURL: "https://arcfence.corp.example:3129", Offerings: []string{"resource-bridge", "azure-stack-hci"}},
 			want: []string{"az arcappliance configuration proxy update hci"}, not: []string{"azcmagent"}},
 	}

@@ -49,6 +49,9 @@ const (
 	FieldFeatureHint = "feature_hint"
 	// FieldRegionHint names the region to add when that is what is missing.
 	FieldRegionHint = "region_hint"
+	// FieldRevisionHint names another catalog revision that lists the
+	// destination when the configured one does not ("in catalog revision R").
+	FieldRevisionHint = "revision_hint"
 	// FieldUnitemized marks a line that counts refusals whose destinations
 	// could not be kept because the writer fell behind (see Options.MaxPending).
 	FieldUnitemized = "unitemized"
@@ -496,6 +499,9 @@ func writeHint(e *zerolog.Event, h policy.Hint) {
 	}
 	if h.Region != "" {
 		e.Str(FieldRegionHint, h.Region)
+	}
+	if h.Revision != "" {
+		e.Str(FieldRevisionHint, h.Revision)
 	}
 }
 

@@ -612,3 +612,34 @@ func TestConnFields(t *testing.T) {
 		})
 	}
 }
+
+// TestRevisionHintField: a refusal of a name that another catalog revision
+// lists carries revision_hint, on the line and in the learned set.
+func TestRevisionHintField(t *testing.T) {
+	p, err := policy.Compile(policy.Config{Revision: policy.Revision202608, Offerings: []string{"servers"}, Regions: []string{"eastus2"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf lineBuf
+	l := NewWithOptions(newLogger(&buf), Options{Hint: PolicyHint(func() *policy.Policy { return p })})
+	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "aka.ms", Port: 443,
+		Reason: policy.NotInAllowlist, Mode: "learn", Proceeded: true})
+	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "example.org", Port: 443,
+		Reason: policy.NotInAllowlist, Mode: "learn", Proceeded: true})
+	l.Close()
+	lines := buf.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines", len(lines))
+	}
+	if lines[0][FieldRevisionHint] != policy.Revision202401 {
+		t.Errorf("aka.ms line: %v", lines[0])
+	}
+	if _, ok := lines[1][FieldRevisionHint]; ok {
+		t.Errorf("a name no revision lists has %s: %v", FieldRevisionHint, lines[1])
+	}
+	got := l.Learned()
+	if len(got.Destinations) != 2 || got.Destinations[0].Host != "aka.ms" || got.Destinations[0].RevisionHint != policy.Revision202401 ||
+		got.Destinations[1].RevisionHint != "" {
+		t.Errorf("learned %+v", got.Destinations)
+	}
+}

@@ -35,6 +35,8 @@ type LearnedDest struct {
 	OfferingHint string `json:"offering_hint,omitempty"`
 	FeatureHint  string `json:"feature_hint,omitempty"`
 	RegionHint   string `json:"region_hint,omitempty"`
+	// RevisionHint is another catalog revision that lists it.
+	RevisionHint string `json:"revision_hint,omitempty"`
 }
 
 // Learned is the learned set as served at /learned.
@@ -92,8 +94,8 @@ func (s *learnedSet) add(k key, n int64, first, last time.Time, h policy.Hint) b
 	if k.client != "" && len(d.Clients) < maxLearnedClients && !slices.Contains(d.Clients, k.client) {
 		d.Clients = append(d.Clients, k.client)
 	}
-	if h.Offering != "" || h.Feature != "" || h.Region != "" {
-		d.OfferingHint, d.FeatureHint, d.RegionHint = h.Offering, h.Feature, h.Region
+	if h.Offering != "" || h.Feature != "" || h.Region != "" || h.Revision != "" {
+		d.OfferingHint, d.FeatureHint, d.RegionHint, d.RevisionHint = h.Offering, h.Feature, h.Region, h.Revision
 	}
 	return isNew
 }

@@ -111,6 +111,14 @@ func Targets(rules []policy.Rule, samples []string) ([]Target, []Result, error) 
 		norm[i] = h
 	}
 	for _, r := range rules {
+		if r.Scheme == "udp" { // time.windows.com:123 (2026-08): no TLS connection to open
+			for _, p := range r.Ports {
+				tg := target(r, r.Pattern, p)
+				tg.Scheme = r.Scheme
+				unchecked = append(unchecked, Result{Target: tg, Error: "not checkable: a UDP row"})
+			}
+			continue
+		}
 		hosts := []string{r.Pattern}
 		if r.Wildcard() || strings.ContainsAny(r.Pattern, "<>") {
 			hosts = hosts[:0]

@@ -417,3 +417,23 @@ func TestReports(t *testing.T) {
 		t.Errorf("unchecked line = %s", lines[10])
 	}
 }
+
+// TestTargetsSkipUDPRows: a UDP row (time.windows.com:123, revision
+// 2026-08) has no TLS endpoint: it is reported not checkable.
+func TestTargetsSkipUDPRows(t *testing.T) {
+	rs := append(rules(), policy.Rule{Pattern: "time.windows.com", Ports: []int{123}, Scheme: "udp",
+		Offering: "resource-bridge", Feature: "windows-ntp", When: "conditional", Source: policy.SourceCatalog})
+	targets, unchecked, err := Targets(rs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets {
+		if tg.Host == "time.windows.com" {
+			t.Fatalf("UDP row checked: %+v", tg)
+		}
+	}
+	last := unchecked[len(unchecked)-1]
+	if last.Error != "not checkable: a UDP row" || last.Endpoint() != "time.windows.com:123" || last.Scheme != "udp" {
+		t.Fatalf("unchecked = %+v", unchecked)
+	}
+}

@@ -56,6 +56,10 @@ type Config struct {
 	SCVMM SCVMM `mapstructure:"scvmm" yaml:"scvmm" json:"scvmm"`
 	// Servicebus holds servicebus.*.
 	Servicebus Servicebus `mapstructure:"servicebus" yaml:"servicebus" json:"servicebus"`
+	// Catalog holds catalog.*: which catalog revision.
+	Catalog Catalog `mapstructure:"catalog" yaml:"catalog" json:"catalog"`
+	// Cloud is public, usgov or china: whose tables and region names.
+	Cloud string `mapstructure:"cloud" yaml:"cloud" json:"cloud"`
 	// Limits holds limits.*.
 	Limits Limits `mapstructure:"limits" yaml:"limits" json:"limits"`
 	// TLS holds tls.*: the optional HTTPS listener of the proxy itself.
@@ -84,6 +88,12 @@ type VMware struct {
 type SCVMM struct {
 	// Server is the SCVMM management server, in the same forms as VMware.VCenter.
 	Server string `mapstructure:"server" yaml:"server" json:"server"`
+}
+
+// Catalog is catalog.*.
+type Catalog struct {
+	// Revision is the catalog revision (policy.Revisions), e.g. "2026-08".
+	Revision string `mapstructure:"revision" yaml:"revision" json:"revision"`
 }
 
 // Servicebus is servicebus.*.
@@ -182,6 +192,8 @@ func Default() Config {
 		AllowRanges:  []string{},
 		SNI:          proxy.SNIEnforce.String(),
 		DataServices: DataServices{Mode: policy.DataServicesDirect},
+		Catalog:      Catalog{Revision: policy.LatestRevision},
+		Cloud:        policy.CloudPublic,
 		Limits: Limits{
 			HeaderTimeout:       10 * time.Second,
 			MaxHeaderBytes:      32768,
@@ -208,5 +220,7 @@ func (c *Config) Policy() policy.Config {
 		Deny:             c.Deny,
 		VCenter:          c.VMware.VCenter,
 		SCVMMServer:      c.SCVMM.Server,
+		Revision:         c.Catalog.Revision,
+		Cloud:            c.Cloud,
 	}
 }

@@ -28,6 +28,7 @@ var flagKeys = map[string]string{
 	"vcenter":            "vmware.vcenter",
 	"scvmm-server":       "scvmm.server",
 	"data-services-mode": "data_services.mode",
+	"cloud":              "cloud",
 	"log-level":          "log.level",
 	"log-format":         "log.format",
 	"listen":             "listen",
@@ -54,6 +55,7 @@ func AddFlags(f *pflag.FlagSet) {
 	f.String("vcenter", "", "vmware.vcenter: the vCenter server (host, IP, host:port)")
 	f.String("scvmm-server", "", "scvmm.server: the SCVMM management server")
 	f.String("data-services-mode", "", "data_services.mode: direct or indirect")
+	f.String("cloud", "", "cloud: public, usgov or china (whose Arc tables and region names)")
 	f.String("log-level", "", "log.level: trace, debug, info, warn, error")
 	f.String("log-format", "", "log.format: json or console")
 }

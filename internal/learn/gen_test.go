@@ -56,7 +56,7 @@ func TestGenerateRecordedLogs(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to rewrite the recorded logs")
 	}
-	cfg := config.Default()
+	cfg := serversConfig()
 	p, err := config.Compile(&cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -55,8 +55,9 @@ type Refusal struct {
 	// FirstSeen and LastSeen are the line's times: first_seen/last_seen of
 	// a summary line, the time field otherwise (zero when absent).
 	FirstSeen, LastSeen time.Time
-	// Hints are the line's offering_hint, feature_hint and region_hint.
-	OfferingHint, FeatureHint, RegionHint string
+	// Hints are the line's offering_hint, feature_hint, region_hint and
+	// revision_hint.
+	OfferingHint, FeatureHint, RegionHint, RevisionHint string
 }
 
 // LineKind classifies a log line.
@@ -126,6 +127,7 @@ func ParseLine(line []byte) (Refusal, LineKind, error) {
 	r.OfferingHint, _ = str(m, audit.FieldOfferingHint)
 	r.FeatureHint, _ = str(m, audit.FieldFeatureHint)
 	r.RegionHint, _ = str(m, audit.FieldRegionHint)
+	r.RevisionHint, _ = str(m, audit.FieldRevisionHint)
 	if b, ok := m[audit.FieldUnitemized]; ok && string(b) == "true" {
 		r.Unitemized = true
 	}

@@ -148,6 +148,9 @@ type Item struct {
 	Feature  string `json:"feature,omitempty"`
 	Region   string `json:"region,omitempty"`
 	Section  string `json:"section,omitempty"`
+	// AlsoFeatures are further features the row needs with Feature (a row
+	// of the spec's "A and B", such as the 2026-08 obo row).
+	AlsoFeatures []string `json:"also_features,omitempty"`
 	// Allow is the suggested allow entry (ActionAllow).
 	Allow string `json:"allow,omitempty"`
 	// Rule is the row that admits the destination under the suggested
@@ -228,6 +231,9 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 			todo = append(todo, len(rep.Items))
 			h := hint(dest(g))
 			switch {
+			case h.Found() && h.Revision != "":
+				it.Note = fmt.Sprintf("%s (%s, section %q), not in catalog revision %s; read 'arcfence catalog diff --from %s --to %s' "+
+					"and set catalog.revision: %s, or allow it", h.Text(), h.Rule, h.Section, base.Revision(), base.Revision(), h.Revision, h.Revision)
 			case h.Found() && h.Phase == "" && h.DataServicesMode == "":
 				it.Action = ActionCatalog
 				it.Offering, it.Feature, it.Region, it.Section = h.Offering, h.Feature, h.Region, h.Section
@@ -268,6 +274,23 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 			it.Note = fmt.Sprintf("the catalog row needs a change the config cannot take (%v)", firstLine(err))
 			continue
 		}
+		// A row may need every one of several features: ask again under
+		// the extended config, once per feature at most.
+		for range policy.Features() {
+			np, err := config.Compile(&next)
+			if err != nil || decide(np, it.Group).Allowed() {
+				break
+			}
+			h := audit.PolicyHint(func() *policy.Policy { return np })(dest(it.Group))
+			if h.Feature == "" || h.Offering != "" || h.Region != "" || slices.Contains(next.Features, h.Feature) {
+				break
+			}
+			next.Features = addTo(slices.Clone(next.Features), h.Feature)
+			it.AlsoFeatures = append(it.AlsoFeatures, h.Feature)
+		}
+		if _, err := config.Compile(&next); err != nil {
+			continue // cannot happen: only known features were added
+		}
 		cand = next
 	}
 	p, err := config.Compile(&cand)
@@ -280,7 +303,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 		if decide(p, it.Group).Allowed() {
 			continue
 		}
-		it.Offering, it.Feature, it.Region, it.Section = "", "", "", ""
+		it.Offering, it.Feature, it.Region, it.Section, it.AlsoFeatures = "", "", "", "", nil
 		if _, ok := policy.NormalizeHost(it.Host); !ok {
 			// Never turn a name that is not one ("*.com" in an edited log)
 			// into an allow entry.
@@ -318,7 +341,11 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 		}
 		it.Rule = d.Rule
 		name := destName(it.Group)
-		for _, kv := range [][2]string{{"offerings", it.Offering}, {"features", it.Feature}, {"regions", it.Region}, {"allow", it.Allow}} {
+		kvs := [][2]string{{"offerings", it.Offering}, {"features", it.Feature}, {"regions", it.Region}, {"allow", it.Allow}}
+		for _, f := range it.AlsoFeatures {
+			kvs = append(kvs, [2]string{"features", f})
+		}
+		for _, kv := range kvs {
 			if kv[1] != "" {
 				k := kv[0] + "/" + kv[1]
 				if !slices.Contains(rep.Why[k], name) {

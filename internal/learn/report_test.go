@@ -81,8 +81,12 @@ func TestReadRecordedLogs(t *testing.T) {
 	}
 }
 
+// serversConfig is the default config (offerings [servers], regions
+// [eastus2]) on catalog revision 2024-01, which the recorded logs and the
+// expectations below were written against.
 func serversConfig() config.Config {
-	cfg := config.Default() // offerings [servers], regions [eastus2]
+	cfg := config.Default()
+	cfg.Catalog.Revision = policy.Revision202401
 	return cfg
 }
 
@@ -428,5 +432,45 @@ func TestYAMLCommentsStayComments(t *testing.T) {
 	}
 	if !slices.Contains(next.Features, "esu") {
 		t.Fatalf("pkiops row not suggested:\n%s", y)
+	}
+}
+
+// TestReportRevision2026: under catalog revision 2026-08, a row that needs
+// two features gets both suggested, and a name only 2024-01 lists gets an
+// allow entry whose note says "in catalog revision 2024-01".
+func TestReportRevision2026(t *testing.T) {
+	cfg := config.Default()
+	cfg.Catalog.Revision = policy.Revision202608
+	cfg.Offerings = []string{"kubernetes"}
+	c := NewCollector()
+	c.Add(Refusal{Component: "proxy", Host: "eastus2.obo.arc.azure.com", Port: 8084, Reason: policy.NotInAllowlist, Count: 1})
+	c.Add(Refusal{Component: "proxy", Host: "k8connecthelm.azureedge.net", Port: 443, Reason: policy.NotInAllowlist, Count: 1})
+	rep, next, y := suggest(t, cfg, c)
+	if !slices.Contains(next.Features, "cluster-connect") || !slices.Contains(next.Features, "azure-rbac") {
+		t.Errorf("features %v, want cluster-connect and azure-rbac\n%s", next.Features, y)
+	}
+	var found bool
+	for _, it := range rep.Items {
+		switch it.Host {
+		case "eastus2.obo.arc.azure.com":
+			if it.Action != ActionCatalog || it.Feature != "cluster-connect" || !slices.Equal(it.AlsoFeatures, []string{"azure-rbac"}) {
+				t.Errorf("obo item %+v", it)
+			}
+		case "k8connecthelm.azureedge.net":
+			found = true
+			if it.Action != ActionAllow || !strings.Contains(it.Note, "in catalog revision 2024-01") {
+				t.Errorf("k8connecthelm item %+v", it)
+			}
+		}
+	}
+	if !found {
+		t.Error("no item for k8connecthelm.azureedge.net")
+	}
+	p, err := config.Compile(&next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Decide(policy.Dest{Host: "eastus2.obo.arc.azure.com", Port: 8084}); !d.Allowed() {
+		t.Errorf("obo refused under the suggested config: %s", d.Reason)
 	}
 }
