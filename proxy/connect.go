@@ -87,6 +87,7 @@ func (s *Server) dialFailed(w http.ResponseWriter, client netip.Addr, d policy.D
 		return
 	}
 	code := statusOf(err)
+	s.m.dialFailed(code)
 	// Answer first: a slow log writer must not hold the client's answer.
 	writeDialError(w, err)
 	if e := s.log.Info(); e.Enabled() {
