@@ -96,10 +96,11 @@ type Options struct {
 	Policy *policy.Policy
 	// Mode is ModeEnforce ("" means this) or ModeLearn.
 	Mode string
-	// Logger receives the filter's own lines (start, stop, upstream failures at
-	// debug level); the zero value discards them.
+	// Logger receives the filter's own lines (start, stop, each upstream
+	// failure at debug level); the zero value discards them.
 	Logger zerolog.Logger
-	// Audit receives refusal lines; nil means audit.New(Logger).
+	// Audit receives refusal lines and upstream failures (warn level,
+	// folded); nil means audit.New(Logger).
 	Audit *audit.Log
 	// Metrics receives counts; nil means none are kept.
 	Metrics *metrics.Metrics
