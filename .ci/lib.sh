@@ -69,3 +69,35 @@ free_port() {
   done
   return 1
 }
+
+# Helm, for the chart checks: built with `go install` into a cache directory
+# outside the repository and reused (the distribution has no helm package).
+# .ci/run starts the build in the background early (helm_prefetch); need_helm
+# waits for it (one build at a time, under a lock) or builds it itself.
+HELM_VERSION=v4.3.2
+HELM_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/arcfence-ci/bin
+
+# helm_ok: the cached helm is there and built from $HELM_VERSION (a go-installed
+# helm reports only major.minor itself; its build info has the module version).
+helm_ok() {
+  [ -x "$HELM_DIR/helm" ] &&
+    [ "$(go version -m "$HELM_DIR/helm" 2>/dev/null | awk '$1 == "mod" && $2 == "helm.sh/helm/v4" {print $3}')" = "$HELM_VERSION" ]
+}
+
+# helm_build: go install helm under the lock, unless it is already there.
+helm_build() {
+  mkdir -p "$HELM_DIR"
+  flock "$HELM_DIR/.helm.lock" bash -c '
+    . .ci/lib.sh
+    helm_ok || GOBIN="$HELM_DIR" go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"'
+}
+
+helm_prefetch() { helm_ok || (timeout 1800 bash -c '. .ci/lib.sh; helm_build' >/dev/null 2>&1 &); }
+
+need_helm() {
+  helm_ok && return 0
+  say "installing helm $HELM_VERSION into $HELM_DIR (go install; minutes on a cold cache)"
+  timeout 1200 bash -c '. .ci/lib.sh; helm_build' >"$TMP/helm-install.log" 2>&1 ||
+    fail "go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION: $(tail -n 5 "$TMP/helm-install.log")"
+  helm_ok || fail "helm $HELM_VERSION not in $HELM_DIR after go install"
+}
