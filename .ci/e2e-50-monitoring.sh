@@ -141,25 +141,27 @@ wait_series() {
 
 q() { dig @127.0.0.1 -p "$DNS_PORT" +time=3 +tries=1 "$@"; }
 
-# traffic: one round of allowed and refused requests through the proxy and the filter.
+# traffic REFUSED: one round of allowed and refused requests through the proxy
+# and the filter; REFUSED is the name refused by both.
 traffic() {
+  local refused=$1
   out=$(curl -sS --max-time 20 -x "$PROXY" --cacert "$TMP/pki/ca.pem" https://management.azure.com/) ||
     fail "curl to an allowed name"
   [[ "$out" == "hello from origin management.azure.com over HTTP/2.0" ]] || fail "unexpected body: $out"
-  code=$(curl -s --max-time 20 -o /dev/null -w '%{http_connect}' -x "$PROXY" https://example.org/ || true)
-  [[ "$code" == 403 ]] || fail "example.org: CONNECT answered $code, want 403"
+  code=$(curl -s --max-time 20 -o /dev/null -w '%{http_connect}' -x "$PROXY" "https://$refused/" || true)
+  [[ "$code" == 403 ]] || fail "$refused: CONNECT answered $code, want 403"
   code=$(curl -s --max-time 20 -o /dev/null -w '%{http_connect}' -x "$PROXY" "https://127.0.0.1:$DEAD_PORT/" || true)
   [[ "$code" == 502 ]] || fail "CONNECT to a port nobody listens on: $code, want 502"
   out=$(q +tcp x.his.arc.azure.com A) || fail "dig +tcp allowed name"
   grep -q 'status: NOERROR' <<<"$out" || fail "allowed name over TCP: $(grep status <<<"$out")"
   out=$(q x.his.arc.azure.com A) || fail "dig allowed name"
   grep -q 'status: NOERROR' <<<"$out" || fail "allowed name over UDP: $(grep status <<<"$out")"
-  out=$(q example.com A) || fail "dig example.com"
-  grep -q 'status: NXDOMAIN' <<<"$out" || fail "example.com: $(grep status <<<"$out")"
+  out=$(q "$refused" A) || fail "dig $refused"
+  grep -q 'status: NXDOMAIN' <<<"$out" || fail "$refused: $(grep status <<<"$out")"
 }
 
 say "traffic, round 1"
-traffic
+traffic example.org
 wait_series 'arcfence_decisions_total{job="arcfence"}' || fail "prometheus has no arcfence_decisions_total"
 
 say "the DNS upstream that refuses TCP is a warn line with its cause, and a metric"
@@ -179,7 +181,7 @@ say "reload (deny a name) and traffic, round 2"
 sed -i 's/^allow: \(.*\)$/allow: \1\ndeny: [blocked.example.net]/' "$TMP/arcfence.yaml"
 kill -HUP "$AF_PID"
 wait_line "$TMP/arcfence.log" '"msg":"config reloaded"' || fail "no reload line"
-traffic
+traffic example.net # a destination not refused before: the new-destination alert
 wait_series 'arcfence_config_reloads_total{job="arcfence",result="ok"}' || fail "prometheus has no reload count"
 
 say "every dashboard query returns data"

@@ -247,6 +247,7 @@ func New(opts Options) (*Filter, error) {
 		for rc := range f.rcodeCounters {
 			f.rcodeCounters[rc] = f.metrics.DNSQueries.WithLabelValues(rcodeName(rc))
 		}
+		f.initUpstreamCounters()
 	}
 	f.baseCtx, f.cancel = context.WithCancel(context.Background())
 	if err := f.bind(opts.Listen); err != nil {

@@ -183,6 +183,18 @@ const (
 	protoTCP = "tcp"
 )
 
+// initUpstreamCounters creates the error counters of every upstream at 0,
+// so that the first failure is an increase Prometheus sees.
+func (f *Filter) initUpstreamCounters() {
+	if f.metrics == nil {
+		return
+	}
+	for _, u := range f.ups {
+		f.metrics.DNSUpstreamErrors.WithLabelValues(u.addr, protoUDP)
+		f.metrics.DNSUpstreamErrors.WithLabelValues(u.addr, protoTCP)
+	}
+}
+
 // upstreamFailed counts a failed exchange with u over proto and hands it to
 // the audit log, which writes it at warn level, folded by upstream, proto
 // and cause.

@@ -125,6 +125,19 @@ func New() *Metrics {
 		}, []string{"upstream", "proto"}),
 	}
 	m.ConfigReloadOK.Set(1)
+	// Label values known in advance start at 0, so that the first event is
+	// an increase Prometheus sees (rate and increase ignore a series'
+	// first sample): alerts on first refusals, failed reloads and dial
+	// errors then fire on the first one.
+	for _, kind := range []string{"first", "summary", "unitemized"} {
+		m.RefusalLines.WithLabelValues(kind)
+	}
+	for _, result := range []string{"ok", "failed"} {
+		m.Reloads.WithLabelValues(result)
+	}
+	for _, status := range []string{"502", "504"} {
+		m.DialErrors.WithLabelValues(status)
+	}
 	reg.MustRegister(m.Decisions, m.ActiveTunnels, m.TunnelBytes, m.TunnelDuration, m.DialLatency,
 		m.DNSQueries, m.Reloads, m.ConfigInfo, m.ConfigLoadTime, m.ConfigReloadOK,
 		m.RefusalLines, m.LearnedDestinations, m.Ready, m.MaxTunnels, m.DialErrors, m.DNSUpstreamErrors,
