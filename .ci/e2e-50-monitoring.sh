@@ -204,10 +204,5 @@ curl -sf --max-time 5 "$PROM/api/v1/alerts" | grep -q '"alertname":"ArcfenceDown
   fail "ArcfenceDown is pending or firing for a running arcfence"
 
 say "SIGTERM: arcfence drains and exits 0"
-kill -TERM "$AF_PID"
-for _ in $(seq 1 150); do kill -0 "$AF_PID" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$AF_PID" 2>/dev/null && fail "arcfence still running 15 s after SIGTERM"
-rc=0
-wait "$AF_PID" || rc=$?
-[[ $rc -eq 0 ]] || fail "arcfence exited $rc after SIGTERM"
+stop_clean "$AF_PID"
 say "PASS"

@@ -3,6 +3,7 @@
 #   FAIL_LOGS=(files)  tails printed by fail
 #   need_tools CMD=PKG...  apt-get install the packages of missing commands
 #   wait_line FILE PATTERN, wait_port HOST PORT (20 s each), free_port
+#   stop_clean PID     SIGTERM, wait (15 s) and require exit status 0
 # Everything it starts or waits for is bounded.
 
 e2e_init() {
@@ -100,4 +101,14 @@ need_helm() {
   timeout 1200 bash -c '. .ci/lib.sh; helm_build' >"$TMP/helm-install.log" 2>&1 ||
     fail "go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION: $(tail -n 5 "$TMP/helm-install.log")"
   helm_ok || fail "helm $HELM_VERSION not in $HELM_DIR after go install"
+}
+
+# stop_clean PID: SIGTERM the process, wait up to 15 s, fail unless it exited 0.
+stop_clean() {
+  local rc=0
+  kill -TERM "$1"
+  for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$1" 2>/dev/null && fail "process $1 still running 15 s after SIGTERM"
+  wait "$1" || rc=$?
+  [ "$rc" -eq 0 ] || fail "process $1 exited $rc after SIGTERM"
 }

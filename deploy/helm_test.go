@@ -303,15 +303,7 @@ func TestHelmConfigValidates(t *testing.T) {
 	}
 	for name, args := range map[string][]string{"defaults": nil, "all options": {"-f", allOptions}} {
 		t.Run(name, func(t *testing.T) {
-			cm := named(t, render(t, args...), "ConfigMap", "arcfence-config")
-			path := filepath.Join(t.TempDir(), "arcfence.yaml")
-			if err := os.WriteFile(path, []byte(cm.str("data", "arcfence.yaml")), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			out, err := exec.Command(bin, "config", "validate", "--config", path).CombinedOutput()
-			if err != nil {
-				t.Fatalf("config validate: %v\n%s", err, out)
-			}
+			validateConfig(t, bin, named(t, render(t, args...), "ConfigMap", "arcfence-config").str("data", "arcfence.yaml"))
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package dnsfilter
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,28 +85,13 @@ func logLines(t *testing.T, s, msg string) []map[string]any {
 func TestUpstreamRefusesTCPIsVisible(t *testing.T) {
 	up := startUDPOnlyStub(t)
 	logs := &syncBuffer{}
-	logger := zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t))).Level(zerolog.InfoLevel)
-	m := metrics.New()
-	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Hour, Metrics: m})
-	f, err := New(Options{Listen: "127.0.0.1:0", Upstreams: []string{up}, Policy: serversPolicy(t),
-		Logger: logger, Audit: al, Metrics: m, Timeout: 2 * time.Second, Attempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- f.Run(context.Background()) }()
-	stop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := f.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		al.Close()
-	}
-	t.Cleanup(func() { f.Shutdown(context.Background()) }) // idempotent; for a test that failed before stop
+	auditMetrics := metrics.New()
+	// The folding log the daemon uses, at the daemon's default level.
+	al := audit.NewWithOptions(zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t))).Level(zerolog.InfoLevel),
+		audit.Options{FoldWindow: time.Hour, Metrics: auditMetrics})
+	t.Cleanup(al.Close)
+	e := startFilter(t, Options{Upstreams: []string{up}, Audit: al, Attempts: 1})
+	f, m := e.f, e.metrics
 	const tcpQueries = 3
 	for i := range tcpQueries {
 		if r := ask(t, f.Addr(), "tcp", question(fmt.Sprintf("q%d.his.arc.azure.com.", i), dns.TypeA, false)); r.Rcode != dns.RcodeServerFailure {
@@ -144,7 +128,7 @@ func TestUpstreamRefusesTCPIsVisible(t *testing.T) {
 	if _, ok := first[0]["count"]; ok {
 		t.Errorf("first line has a count: %v", first[0])
 	}
-	stop() // ends the fold window: the repeats' summary is written
+	al.Close() // ends the fold window: the repeats' summary is written
 	lines := logLines(t, logs.String(), audit.MsgUpstreamFailed)
 	if len(lines) != 2 {
 		t.Fatalf("%d upstream failure lines after Close, want 2 (first, summary):\n%s", len(lines), logs.String())
@@ -152,8 +136,20 @@ func TestUpstreamRefusesTCPIsVisible(t *testing.T) {
 	if lines[1]["count"] != float64(tcpQueries-1) || lines[1]["summary"] != true || lines[1]["upstream"] != up {
 		t.Errorf("summary line %v, want count %d for %s", lines[1], tcpQueries-1, up)
 	}
-	if got := testutil.ToFloat64(m.RefusalLines.WithLabelValues("first")); got != 0 {
-		t.Errorf("upstream failures counted as refusal lines: %v", got)
+	// Refusal line counts are of refusal lines only (startFilter's readiness
+	// probe is refused); upstream failure lines are not among them.
+	byKind := map[string]float64{}
+	for _, l := range logLines(t, logs.String(), audit.MsgDenied) {
+		if l["summary"] == true {
+			byKind["summary"]++
+		} else {
+			byKind["first"]++
+		}
+	}
+	for _, kind := range []string{"first", "summary"} {
+		if got := testutil.ToFloat64(auditMetrics.RefusalLines.WithLabelValues(kind)); got != byKind[kind] {
+			t.Errorf("arcfence_refusal_log_lines_total{kind=%q} = %v, but %v such refusal lines were written", kind, got, byKind[kind])
+		}
 	}
 }
 
