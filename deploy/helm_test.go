@@ -234,8 +234,8 @@ func TestHelmAllOptions(t *testing.T) {
 		t.Errorf("container ports %v: want dns-udp/UDP and dns-tcp/TCP", ports)
 	}
 	conf := parseYAML(t, named(t, hm, "ConfigMap", "arcfence-config").str("data", "arcfence.yaml")).(map[string]any)
-	if dns, _ := conf["dns"].(map[string]any); dns["listen"] != "0.0.0.0:5353" {
-		t.Errorf("config dns = %v, want listen 0.0.0.0:5353", conf["dns"])
+	if dns, _ := conf["dns"].(map[string]any); dns["listen"] != "0.0.0.0:5353" || !reflect.DeepEqual(dns["upstream"], []any{"10.20.0.53:53"}) {
+		t.Errorf("config dns = %v, want listen 0.0.0.0:5353 and the upstream of dns.upstream", conf["dns"])
 	}
 	svc := named(t, hm, "Service", "arcfence")
 	svcPorts := map[string]any{}
@@ -289,8 +289,19 @@ func TestHelmAllOptions(t *testing.T) {
 	if !reflect.DeepEqual(got, want) || cm.str("metadata", "labels", "grafana_dashboard") != "1" {
 		t.Error("dashboard ConfigMap is not the dashboard file with the sidecar label")
 	}
-	if len(hm["NetworkPolicy"]) != 1 {
-		t.Error("no NetworkPolicy with every option on")
+	np := named(t, hm, "NetworkPolicy", "arcfence")
+	egress := np.get("spec", "egress").([]any)
+	if last := doc(normalize(egress[len(egress)-1]).(map[string]any)); len(egress) != 3 || last.str("to", 0, "ipBlock", "cidr") != "10.20.0.53/32" {
+		t.Errorf("NetworkPolicy egress %v: want the two standard rules and networkPolicy.extraEgress", egress)
+	}
+	var dnsIngress []string
+	for i := range np.get("spec", "ingress", 0, "ports").([]any) {
+		if np.get("spec", "ingress", 0, "ports", i, "port") == 5353 {
+			dnsIngress = append(dnsIngress, np.str("spec", "ingress", 0, "ports", i, "protocol"))
+		}
+	}
+	if !reflect.DeepEqual(dnsIngress, []string{"UDP", "TCP"}) {
+		t.Errorf("NetworkPolicy lets clients reach the DNS filter over %v, want UDP and TCP", dnsIngress)
 	}
 }
 
