@@ -160,21 +160,20 @@ type Options struct {
 // Kinds of lines a Log folds.
 const (
 	kindRefusal  uint8 = iota
-	kindUpstream       // host is the upstream, qtype the proto, cause the cause
+	kindUpstream       // host is the upstream, qtype the proto, client the cause
 )
 
 // key is what folds: repeats of one key within the window share a line.
 type key struct {
-	kind      uint8
-	cause     string
 	component string
 	client    string
 	host      string
 	port      int
 	qtype     string
 	reason    policy.Reason
-	mode      string
+	kind      uint8 // kindRefusal or kindUpstream (which reuses fields: see there)
 	proceeded bool
+	mode      string
 }
 
 // entry is a key's state within its window.
@@ -303,7 +302,7 @@ func (l *Log) Refused(ev Event) {
 // level, folded as Refused folds refusals (by upstream, proto and cause).
 // Like Refused, it never waits on I/O on a folding Log.
 func (l *Log) UpstreamFailed(u UpstreamFailure) {
-	l.record(key{kind: kindUpstream, component: ComponentDNS, host: u.Upstream, qtype: u.Proto, cause: u.Cause}, "")
+	l.record(key{kind: kindUpstream, component: ComponentDNS, host: u.Upstream, qtype: u.Proto, client: u.Cause}, "")
 }
 
 // record folds one event of key k (path: see Event.Path).
@@ -565,7 +564,7 @@ func writeKeyFields(e *zerolog.Event, k key) {
 	if k.kind == kindUpstream {
 		e.Str(FieldUpstream, k.host).
 			Str(FieldProto, k.qtype).
-			Str(FieldCause, k.cause).
+			Str(FieldCause, k.client).
 			Str(FieldComponent, k.component)
 		return
 	}
