@@ -285,11 +285,15 @@ func TestStaticBuild(t *testing.T) {
 
 // TestConfigMapValidates runs `arcfence config validate` on the ConfigMap's config.
 func TestConfigMapValidates(t *testing.T) {
-	bin := buildStatic(t)
 	byKind, _ := loadManifests(t)
-	cm := one(t, byKind, "ConfigMap")
+	validateConfig(t, buildStatic(t), one(t, byKind, "ConfigMap").str("data", "arcfence.yaml"))
+}
+
+// validateConfig runs bin's `config validate` on the config text.
+func validateConfig(t *testing.T, bin, text string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "arcfence.yaml")
-	if err := os.WriteFile(path, []byte(cm.str("data", "arcfence.yaml")), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, "config", "validate", "--config", path).CombinedOutput()

@@ -61,7 +61,7 @@ func startBenchFilter(b *testing.B, upstream string, cacheSize int) *Filter {
 	// As in the peer benchmark: log level error (refusal lines off), the
 	// folding audit log that `arcfence serve` uses.
 	logger := zerolog.New(zerolog.Nop()).Level(zerolog.ErrorLevel)
-	al := audit.NewWithOptions(logger, audit.Options{})
+	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute})
 	f, err := New(Options{Listen: "127.0.0.1:0", Upstreams: []string{upstream}, Policy: p, CacheSize: cacheSize,
 		Logger: logger, Audit: al, Metrics: metrics.New(), Timeout: 2 * time.Second})
 	if err != nil {

@@ -120,10 +120,11 @@ type Options struct {
 	// Mode is the filter's mode: learn forwards names the allowlist lacks
 	// and logs them as "would deny".
 	Mode policy.Mode
-	// Logger receives the filter's own lines (start, stop, upstream failures at
-	// debug level); the zero value discards them.
+	// Logger receives the filter's own lines (start, stop, each upstream
+	// failure at debug level); the zero value discards them.
 	Logger zerolog.Logger
-	// Audit receives refusal lines; nil means audit.New(Logger).
+	// Audit receives refusal lines and upstream failures (warn level,
+	// folded); nil means audit.New(Logger).
 	Audit *audit.Log
 	// Metrics receives counts; nil means none are kept.
 	Metrics *metrics.Metrics
@@ -265,6 +266,7 @@ func New(opts Options) (*Filter, error) {
 		for rc := range f.rcodeCounters {
 			f.rcodeCounters[rc] = f.metrics.DNSQueries.WithLabelValues(rcodeName(rc))
 		}
+		f.initUpstreamCounters()
 	}
 	f.baseCtx, f.cancel = context.WithCancel(context.Background())
 	if err := f.bind(opts.Listen); err != nil {

@@ -274,7 +274,8 @@ type env struct {
 }
 
 // startFilter starts a filter on 127.0.0.1:0 in front of a fresh stub
-// (unless opts.Upstreams is set); it is shut down when the test ends.
+// (unless opts.Upstreams is set), with a non-folding audit log unless
+// opts.Audit is set; it is shut down when the test ends.
 func startFilter(t testing.TB, opts Options) *env {
 	t.Helper()
 	e := &env{clock: newFakeClock(), logs: &syncBuffer{}, metrics: metrics.New()}
@@ -295,7 +296,9 @@ func startFilter(t testing.TB, opts Options) *env {
 		logger = zerolog.New(e.logs)
 	}
 	opts.Logger = logger
-	opts.Audit = audit.New(logger)
+	if opts.Audit == nil {
+		opts.Audit = audit.New(logger)
+	}
 	opts.Metrics = e.metrics
 	if opts.Timeout == 0 {
 		// Generous: answers are expected; tests of timeouts set their own.

@@ -9,11 +9,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/arcfence/arcfence/internal/audit"
 )
 
 // downFor is how long an upstream that timed out or failed is tried after
@@ -132,20 +136,32 @@ func (f *Filter) forward(req *dns.Msg, do, overTCP bool) ([]byte, error) {
 		u := ups[i%len(ups)]
 		var r []byte
 		var err error
+		proto := protoUDP
 		if overTCP {
+			proto = protoTCP
 			r, err = f.exchangeTCP(ctx, end, u, wire, qsec)
 		} else {
 			r, err = f.exchangeUDP(ctx, end, u, wire, qsec)
 			if err == nil && r[2]&0x02 != 0 { // TC
-				if rt, errt := f.exchangeTCP(ctx, end, u, wire, qsec); errt == nil {
+				rt, errt := f.exchangeTCP(ctx, end, u, wire, qsec)
+				if errt == nil {
 					r = rt
+				} else if ctx.Err() == nil {
+					// The client gets the truncated answer and retries
+					// over TCP itself; the upstream's TCP is still broken.
+					f.upstreamFailed(u, protoTCP, errt)
 				}
 			}
 		}
 		if err != nil {
 			last = err
 			u.downUntil.Store(f.now().Add(downFor).UnixNano())
-			f.log.Debug().Err(err).Str("upstream", u.addr).Str("name", req.Question[0].Name).Msg("dns upstream failed")
+			if ctx.Err() == nil { // not a shutdown
+				f.upstreamFailed(u, proto, err)
+			}
+			if e := f.log.Debug(); e.Enabled() {
+				e.Err(err).Str("upstream", u.addr).Str("name", req.Question[0].Name).Msg("dns upstream attempt failed")
+			}
 			continue
 		}
 		u.downUntil.Store(0)
@@ -159,6 +175,58 @@ func (f *Filter) forward(req *dns.Msg, do, overTCP bool) ([]byte, error) {
 		return servfail, nil
 	}
 	return nil, last
+}
+
+// Transports of upstream exchanges, as the proto label and log field say them.
+const (
+	protoUDP = "udp"
+	protoTCP = "tcp"
+)
+
+// initUpstreamCounters creates the error counters of every upstream at 0,
+// so that the first failure is an increase Prometheus sees.
+func (f *Filter) initUpstreamCounters() {
+	if f.metrics == nil {
+		return
+	}
+	for _, u := range f.ups {
+		f.metrics.DNSUpstreamErrors.WithLabelValues(u.addr, protoUDP)
+		f.metrics.DNSUpstreamErrors.WithLabelValues(u.addr, protoTCP)
+	}
+}
+
+// upstreamFailed counts a failed exchange with u over proto and hands it to
+// the audit log, which writes it at warn level, folded by upstream, proto
+// and cause.
+func (f *Filter) upstreamFailed(u *upstream, proto string, err error) {
+	if f.metrics != nil {
+		f.metrics.DNSUpstreamErrors.WithLabelValues(u.addr, proto).Inc()
+	}
+	f.audit.UpstreamFailed(audit.UpstreamFailure{Upstream: u.addr, Proto: proto, Cause: failureCause(err)})
+}
+
+// failureCause names err by a short cause from a small set, without the
+// addresses and ports a net.OpError carries, so repeats fold into one line.
+func failureCause(err error) string {
+	switch {
+	case errors.Is(err, errTimeout):
+		return "timeout"
+	case errors.Is(err, errMismatch):
+		return "answer does not match the question"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before the answer"
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return "error"
 }
 
 // upstreamQuery writes into buf the query sent upstream for the client's

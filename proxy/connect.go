@@ -124,6 +124,7 @@ func (s *Server) dialFailed(w answerer, client netip.Addr, id connID, d policy.D
 		s.refused(client, id, d.Host, d.Port, a.reason, false)
 		return
 	}
+	s.m.dialFailed(a.code)
 	s.failed(client, id, d, a, err, "dial failed")
 }
 

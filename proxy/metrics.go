@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -92,3 +93,11 @@ func (ms *metricSet) tunnelClosed(d time.Duration) {
 }
 
 func (ms *metricSet) dialed(d time.Duration) { ms.m.DialLatency.Observe(d.Seconds()) }
+
+// dialFailed counts a failed dial answered with status (502 or 504).
+func (ms *metricSet) dialFailed(status int) {
+	ms.m.DialErrors.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// settingsApplied publishes the limits of st, the settings now running.
+func (ms *metricSet) settingsApplied(st *settings) { ms.m.MaxTunnels.Set(float64(st.maxTunnels)) }

@@ -127,6 +127,7 @@ func New(opts Options) (*Server, error) {
 	s.bufs.New = func() any { b := make([]byte, genericBufSize); return &b }
 	s.hellos.New = func() any { b := make([]byte, 0, helloBufSize); return &b }
 	s.cur.Store(st)
+	s.m.settingsApplied(st)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	// The transport for plain HTTP: no environment proxy, verified TLS (it
@@ -197,6 +198,7 @@ func (s *Server) Reload(in Settings) error {
 		return err
 	}
 	s.cur.Store(st)
+	s.m.settingsApplied(st)
 	// Pooled plain-HTTP connections were guarded with the old settings.
 	s.tr.CloseIdleConnections()
 	return nil

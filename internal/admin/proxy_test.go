@@ -250,3 +250,28 @@ func TestLearnedAfterProxyTraffic(t *testing.T) {
 		t.Errorf("learned gauge %v", v)
 	}
 }
+
+// TestDialErrorAndLimitMetrics: a CONNECT to an allowed origin that refuses
+// the connection is answered 502 and counted by status; the running
+// limits.max_tunnels is published for the tunnels-near-limit alert.
+func TestDialErrorAndLimitMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now: the dial is refused
+	w := startWorld(t, "enforce", []string{closed})
+	for range 2 {
+		if code, _ := w.connect(t, closed); code != http.StatusBadGateway {
+			t.Fatalf("CONNECT to a closed port: %d, want 502", code)
+		}
+	}
+	body := scrape(t, w.admin)
+	if got := value(t, body, `arcfence_dial_errors_total{status="502"}`); got != 2 {
+		t.Errorf("dial errors 502 = %v, want 2", got)
+	}
+	if got, want := value(t, body, `arcfence_tunnels_max`), float64(config.Default().Limits.MaxTunnels); got != want {
+		t.Errorf("arcfence_tunnels_max = %v, want %v", got, want)
+	}
+}

@@ -8,6 +8,10 @@
 // with count, first_seen and last_seen, written when the window ends (or at
 // Close). Lines are written by the Log's own goroutine, so a caller of
 // Refused never waits on the log's writer; counts are never dropped.
+//
+// The DNS filter's failed exchanges with its upstreams (UpstreamFailed) are
+// folded the same way, by (upstream, proto, cause): an upstream outage is one
+// warn line at once, then one summary line with counts per window.
 package audit
 
 import (
@@ -35,6 +39,18 @@ const (
 	FieldMsg       = "msg"
 	MsgDenied      = "denied"
 	MsgWouldDeny   = "would deny"
+)
+
+// Fields and msg of DNS upstream failure lines.
+const (
+	// MsgUpstreamFailed is the msg of a DNS upstream failure line.
+	MsgUpstreamFailed = "dns upstream failed"
+	// FieldUpstream is the upstream resolver, host:port.
+	FieldUpstream = "upstream"
+	// FieldProto is the transport of the failed exchange, udp or tcp.
+	FieldProto = "proto"
+	// FieldCause is the short cause of the failure, e.g. "timeout".
+	FieldCause = "cause"
 )
 
 // Further fields of refusal lines, added by this package.
@@ -109,6 +125,19 @@ type Event struct {
 	Conn string
 }
 
+// UpstreamFailure is one failed exchange between the DNS filter and an
+// upstream resolver.
+type UpstreamFailure struct {
+	// Upstream is the resolver's host:port.
+	Upstream string
+	// Proto is "udp" or "tcp".
+	Proto string
+	// Cause is a short cause from a small set ("timeout", "connection
+	// refused", ...): it is part of the folding key, so it must not carry
+	// per-connection details such as local ports.
+	Cause string
+}
+
 // Options configure a folding Log. The zero value means the defaults.
 type Options struct {
 	// FoldWindow is the window in which repeats are folded; 0 (or a
@@ -140,6 +169,12 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Kinds of lines a Log folds.
+const (
+	kindRefusal  uint8 = iota
+	kindUpstream       // host is the upstream, qtype the proto, client the cause
+)
+
 // key is what folds: repeats of one key within the window share a line.
 type key struct {
 	component string
@@ -148,8 +183,9 @@ type key struct {
 	port      int
 	qtype     string
 	reason    policy.Reason
-	mode      string
+	kind      uint8 // kindRefusal or kindUpstream (which reuses fields: see there)
 	proceeded bool
+	mode      string
 }
 
 // entry is a key's state within its window.
@@ -186,6 +222,7 @@ type record struct {
 }
 
 type unitemizedKey struct {
+	kind      uint8
 	component string
 	mode      string
 	reason    policy.Reason
@@ -272,37 +309,48 @@ func NewWithOptions(logger zerolog.Logger, o Options) *Log {
 // (the line is written by the Log's goroutine): it never waits on I/O. On a
 // Log made by New, or after Close, it writes the line itself.
 func (l *Log) Refused(ev Event) {
+	l.record(key{component: ev.Component, client: ev.Client, host: ev.Host, port: ev.Port,
+		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded}, ev.Path, ev.Conn)
+}
+
+// UpstreamFailed records one failed exchange with a DNS upstream, at warn
+// level, folded as Refused folds refusals (by upstream, proto and cause).
+// Like Refused, it never waits on I/O on a folding Log.
+func (l *Log) UpstreamFailed(u UpstreamFailure) {
+	l.record(key{kind: kindUpstream, component: ComponentDNS, host: u.Upstream, qtype: u.Proto, client: u.Cause}, "", "")
+}
+
+// record folds one event of key k (path and conn: see Event).
+func (l *Log) record(k key, path, conn string) {
 	if !l.fold {
-		l.writeDirect(ev)
+		l.writeDirect(k, path, conn)
 		return
 	}
-	k := key{component: ev.Component, client: ev.Client, host: ev.Host, port: ev.Port,
-		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded}
 	now := l.now()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		l.writeDirect(ev)
+		l.writeDirect(k, path, conn)
 		return
 	}
 	if l.window > 0 {
 		if e, ok := l.keys[k]; ok {
 			if e.count == 0 {
-				e.first, e.conn = now, ev.Conn
+				e.first, e.conn = now, conn
 			}
 			e.count++
-			e.last, e.lastConn = now, ev.Conn
+			e.last, e.lastConn = now, conn
 			l.mu.Unlock()
 			return
 		}
 		if len(l.keys) >= l.maxKeys {
 			l.evictOldestLocked()
 		}
-		e := &entry{key: k, path: ev.Path, deadline: now.Add(l.window)}
+		e := &entry{key: k, path: path, deadline: now.Add(l.window)}
 		l.keys[k] = e
 		l.fifo = append(l.fifo, e)
 	}
-	l.queueLocked(record{kind: recFirst, k: k, path: ev.Path, at: now, conn: ev.Conn}, 1)
+	l.queueLocked(record{kind: recFirst, k: k, path: path, at: now, conn: conn}, 1)
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -317,7 +365,7 @@ func (l *Log) queueLocked(r record, n int64) {
 		l.pending = append(l.pending, r)
 		return
 	}
-	uk := unitemizedKey{component: r.k.component, mode: r.k.mode, reason: r.k.reason, proceeded: r.k.proceeded}
+	uk := unitemizedKey{kind: r.k.kind, component: r.k.component, mode: r.k.mode, reason: r.k.reason, proceeded: r.k.proceeded}
 	u := l.unitemized[uk]
 	first, last := r.at, r.at
 	if r.kind == recSummary {
@@ -390,7 +438,7 @@ func (l *Log) run() {
 		batch, l.pending = l.pending, batch[:0]
 		for uk, u := range l.unitemized {
 			unitemized = append(unitemized, record{kind: recUnitemized,
-				k:     key{component: uk.component, mode: uk.mode, reason: uk.reason, proceeded: uk.proceeded},
+				k:     key{kind: uk.kind, component: uk.component, mode: uk.mode, reason: uk.reason, proceeded: uk.proceeded},
 				count: u.count, first: u.first, last: u.last})
 			delete(l.unitemized, uk)
 		}
@@ -430,7 +478,7 @@ func (l *Log) run() {
 // emit writes one queued line and feeds the learned set.
 func (l *Log) emit(r *record) {
 	var h policy.Hint
-	if l.hint != nil && r.kind != recUnitemized && hinted(r.k.reason) {
+	if l.hint != nil && r.kind != recUnitemized && r.k.kind == kindRefusal && hinted(r.k.reason) {
 		h = l.hint(policy.Dest{Host: r.k.host, Port: r.k.port, Path: r.path, Plain: r.path != ""})
 	}
 	if r.k.proceeded && r.kind != recUnitemized {
@@ -448,15 +496,18 @@ func (l *Log) emit(r *record) {
 	if !e.Enabled() {
 		return
 	}
-	if l.m != nil {
+	if l.m != nil && r.k.kind == kindRefusal {
 		l.m.RefusalLines.WithLabelValues(lineKinds[r.kind]).Inc()
 	}
-	if r.kind == recUnitemized {
+	switch {
+	case r.kind == recUnitemized && r.k.kind == kindUpstream:
+		e.Bool(FieldUnitemized, true).Str(FieldComponent, r.k.component)
+	case r.kind == recUnitemized:
 		e.Bool(FieldUnitemized, true).
 			Str(FieldReason, r.k.reason.String()).
 			Str(FieldComponent, r.k.component).
 			Str(FieldMode, r.k.mode)
-	} else {
+	default:
 		writeKeyFields(e, r.k)
 		if r.path != "" {
 			e.Str(FieldPath, r.path)
@@ -475,7 +526,7 @@ func (l *Log) emit(r *record) {
 			Str(FieldFirstSeen, r.first.UTC().Format(time.RFC3339Nano)).
 			Str(FieldLastSeen, r.last.UTC().Format(time.RFC3339Nano))
 	}
-	finish(e, r.k.proceeded)
+	finish(e, r.k)
 }
 
 var lineKinds = [...]string{recFirst: "first", recSummary: "summary", recUnitemized: "unitemized"}
@@ -505,37 +556,46 @@ func writeHint(e *zerolog.Event, h policy.Hint) {
 	}
 }
 
-// writeDirect writes ev's line on the caller's goroutine (no folding).
-func (l *Log) writeDirect(ev Event) {
+// writeDirect writes k's line on the caller's goroutine (no folding).
+func (l *Log) writeDirect(k key, path, conn string) {
 	e := l.log.Warn()
 	if !e.Enabled() {
 		return
 	}
-	writeKeyFields(e, key{component: ev.Component, client: ev.Client, host: ev.Host, port: ev.Port,
-		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded})
-	if ev.Path != "" {
-		e.Str(FieldPath, ev.Path)
+	writeKeyFields(e, k)
+	if path != "" {
+		e.Str(FieldPath, path)
 	}
-	if ev.Conn != "" {
-		e.Str(FieldConn, ev.Conn)
+	if conn != "" {
+		e.Str(FieldConn, conn)
 	}
-	if l.hint != nil && hinted(ev.Reason) {
-		writeHint(e, l.hint(policy.Dest{Host: ev.Host, Port: ev.Port, Path: ev.Path, Plain: ev.Path != ""}))
+	if l.hint != nil && k.kind == kindRefusal && hinted(k.reason) {
+		writeHint(e, l.hint(policy.Dest{Host: k.host, Port: k.port, Path: path, Plain: path != ""}))
 	}
-	finish(e, ev.Proceeded)
+	finish(e, k)
 }
 
 // finish writes the line with its msg field. The field is written as "msg"
 // whatever zerolog.MessageFieldName says, as the design names it.
-func finish(e *zerolog.Event, proceeded bool) {
-	if proceeded {
+func finish(e *zerolog.Event, k key) {
+	switch {
+	case k.kind == kindUpstream:
+		e.Str(FieldMsg, MsgUpstreamFailed).Send()
+	case k.proceeded:
 		e.Str(FieldMsg, MsgWouldDeny).Send()
-	} else {
+	default:
 		e.Str(FieldMsg, MsgDenied).Send()
 	}
 }
 
 func writeKeyFields(e *zerolog.Event, k key) {
+	if k.kind == kindUpstream {
+		e.Str(FieldUpstream, k.host).
+			Str(FieldProto, k.qtype).
+			Str(FieldCause, k.client).
+			Str(FieldComponent, k.component)
+		return
+	}
 	e.Str(FieldHost, k.host)
 	if k.component == ComponentDNS {
 		e.Str(FieldQType, k.qtype)

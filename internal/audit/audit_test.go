@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/arcfence/arcfence/internal/metrics"
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -621,7 +623,7 @@ func TestRevisionHintField(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{Hint: PolicyHint(func() *policy.Policy { return p })})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Hint: PolicyHint(func() *policy.Policy { return p })})
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "aka.ms", Port: 443,
 		Reason: policy.NotInAllowlist, Mode: "learn", Proceeded: true})
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "example.org", Port: 443,
@@ -641,5 +643,114 @@ func TestRevisionHintField(t *testing.T) {
 	if len(got.Destinations) != 2 || got.Destinations[0].Host != "aka.ms" || got.Destinations[0].RevisionHint != policy.Revision202401 ||
 		got.Destinations[1].RevisionHint != "" {
 		t.Errorf("learned %+v", got.Destinations)
+	}
+}
+
+// TestUpstreamFailedFolds: upstream failures fold by (upstream, proto,
+// cause) as refusals do — one line at once, then a summary with count —
+// with their own fields and msg, apart from refusals with the same
+// addresses, never counted as refusal lines nor learned; a plain Log writes
+// each one directly.
+func TestUpstreamFailedFolds(t *testing.T) {
+	var buf lineBuf
+	m := metrics.New()
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Metrics: m, Hint: stubHint})
+	refused := UpstreamFailure{Upstream: "10.0.0.53:53", Proto: "tcp", Cause: "connection refused"}
+	keys := []UpstreamFailure{refused,
+		{Upstream: "10.0.0.53:53", Proto: "udp", Cause: "connection refused"},
+		{Upstream: "10.0.0.53:53", Proto: "tcp", Cause: "timeout"},
+		{Upstream: "10.0.0.54:53", Proto: "tcp", Cause: "connection refused"},
+	}
+	for range 4 {
+		for _, k := range keys {
+			l.UpstreamFailed(k)
+		}
+	}
+	// A refusal whose host and qtype spell the same strings is another key.
+	l.Refused(Event{Component: ComponentDNS, Client: "10.0.0.1", Host: "10.0.0.53:53", QType: "tcp",
+		Reason: policy.NotInAllowlist, Mode: "enforce"})
+	l.Close()
+	lines := buf.lines(t)
+	var upstream, denied []map[string]any
+	for _, ln := range lines {
+		switch ln[FieldMsg] {
+		case MsgUpstreamFailed:
+			upstream = append(upstream, ln)
+		case MsgDenied:
+			denied = append(denied, ln)
+		default:
+			t.Errorf("unexpected line %v", ln)
+		}
+	}
+	if len(upstream) != 2*len(keys) || total(t, upstream) != int64(4*len(keys)) {
+		t.Fatalf("%d upstream lines standing for %d failures; want %d lines for %d", len(upstream), total(t, upstream), 2*len(keys), 4*len(keys))
+	}
+	first := upstream[0]
+	want := map[string]any{"level": "warn", FieldUpstream: refused.Upstream, FieldProto: refused.Proto,
+		FieldCause: refused.Cause, FieldComponent: ComponentDNS}
+	for k, v := range want {
+		if first[k] != v {
+			t.Errorf("first line %s = %v, want %v", k, first[k], v)
+		}
+	}
+	for _, absent := range []string{FieldHost, FieldQType, FieldClient, FieldReason, FieldMode, FieldCount, FieldOfferingHint} {
+		if _, ok := first[absent]; ok {
+			t.Errorf("upstream line has %s: %v", absent, first)
+		}
+	}
+	if len(denied) != 1 || denied[0][FieldHost] != "10.0.0.53:53" {
+		t.Errorf("refusal lines %v, want the one refusal", denied)
+	}
+	if got := testutil.ToFloat64(m.RefusalLines.WithLabelValues("first")); got != 1 {
+		t.Errorf("refusal first lines counted %v, want 1 (upstream lines are not refusals)", got)
+	}
+	if got := testutil.ToFloat64(m.RefusalLines.WithLabelValues("summary")); got != 0 {
+		t.Errorf("refusal summary lines counted %v, want 0", got)
+	}
+
+	var direct lineBuf
+	p := New(newLogger(&direct))
+	p.UpstreamFailed(refused)
+	p.UpstreamFailed(refused)
+	if got := direct.lines(t); len(got) != 2 || got[1][FieldMsg] != MsgUpstreamFailed || got[1][FieldCause] != refused.Cause {
+		t.Errorf("plain Log lines %v, want 2 upstream failure lines", got)
+	}
+}
+
+// TestUpstreamUnitemized: with the writer stuck, upstream failures are
+// counted apart from refusals and written as their own unitemized line.
+func TestUpstreamUnitemized(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	l := NewWithOptions(newLogger(w), Options{FoldWindow: time.Minute, MaxPending: 2})
+	const n = 50
+	for i := range n {
+		l.UpstreamFailed(UpstreamFailure{Upstream: fmt.Sprintf("10.0.%d.53:53", i), Proto: "udp", Cause: "timeout"})
+		l.Refused(Event{Component: ComponentDNS, Client: "10.0.0.1", Host: fmt.Sprintf("h%d.example.com", i),
+			QType: "A", Reason: policy.NotInAllowlist, Mode: "enforce"})
+	}
+	close(w.release)
+	l.Close()
+	var up, ref []map[string]any
+	for _, ln := range w.lines(t) {
+		if ln[FieldMsg] == MsgUpstreamFailed {
+			up = append(up, ln)
+		} else {
+			ref = append(ref, ln)
+		}
+	}
+	if total(t, up) != n || total(t, ref) != n {
+		t.Fatalf("upstream lines stand for %d, refusal lines for %d; want %d each", total(t, up), total(t, ref), n)
+	}
+	found := false
+	for _, ln := range up {
+		if ln[FieldUnitemized] == true {
+			found = true
+			if _, ok := ln[FieldReason]; ok {
+				t.Errorf("unitemized upstream line has a reason: %v", ln)
+			}
+		}
+	}
+	if !found {
+		t.Error("no unitemized upstream line with a stuck writer")
 	}
 }

@@ -41,6 +41,15 @@ type Metrics struct {
 	LearnedDestinations prometheus.Gauge
 	// Ready is 1 when /readyz answers ready, 0 otherwise.
 	Ready prometheus.Gauge
+	// MaxTunnels is the running limits.max_tunnels (0 = no limit), so an
+	// alert can compare ActiveTunnels with it.
+	MaxTunnels prometheus.Gauge
+	// DialErrors counts failed dials to origins by the status answered
+	// (502: not resolved, refused, unreachable; 504: timed out).
+	DialErrors *prometheus.CounterVec
+	// DNSUpstreamErrors counts failed exchanges with DNS upstreams by
+	// upstream (host:port, from dns.upstream) and proto (udp, tcp).
+	DNSUpstreamErrors *prometheus.CounterVec
 }
 
 // New creates the collectors on a new registry, with Go and process collectors.
@@ -102,11 +111,36 @@ func New() *Metrics {
 			Name: "arcfence_ready",
 			Help: "1 when listeners are up, a policy is loaded and the last reload succeeded.",
 		}),
+		MaxTunnels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "arcfence_tunnels_max",
+			Help: "The running limits.max_tunnels; 0 means no limit.",
+		}),
+		DialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "arcfence_dial_errors_total",
+			Help: "Failed dials to origins by the status answered (502, 504).",
+		}, []string{"status"}),
+		DNSUpstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "arcfence_dns_upstream_errors_total",
+			Help: "Failed exchanges with DNS upstreams (timeout, refused, reset, bad answer) by upstream and proto.",
+		}, []string{"upstream", "proto"}),
 	}
 	m.ConfigReloadOK.Set(1)
+	// Label values known in advance start at 0, so that the first event is
+	// an increase Prometheus sees (rate and increase ignore a series'
+	// first sample): alerts on first refusals, failed reloads and dial
+	// errors then fire on the first one.
+	for _, kind := range []string{"first", "summary", "unitemized"} {
+		m.RefusalLines.WithLabelValues(kind)
+	}
+	for _, result := range []string{"ok", "failed"} {
+		m.Reloads.WithLabelValues(result)
+	}
+	for _, status := range []string{"502", "504"} {
+		m.DialErrors.WithLabelValues(status)
+	}
 	reg.MustRegister(m.Decisions, m.ActiveTunnels, m.TunnelBytes, m.TunnelDuration, m.DialLatency,
 		m.DNSQueries, m.Reloads, m.ConfigInfo, m.ConfigLoadTime, m.ConfigReloadOK,
-		m.RefusalLines, m.LearnedDestinations, m.Ready,
+		m.RefusalLines, m.LearnedDestinations, m.Ready, m.MaxTunnels, m.DialErrors, m.DNSUpstreamErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
