@@ -26,6 +26,7 @@ import (
 	"github.com/arcfence/arcfence/internal/audit"
 	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/metrics"
+	"github.com/arcfence/arcfence/internal/platform"
 	"github.com/arcfence/arcfence/policy"
 	"github.com/arcfence/arcfence/proxy"
 )
@@ -121,7 +122,7 @@ func runServe(ctx context.Context, l *loader, stderr io.Writer) error {
 	}
 	d.ready.Loaded(admin.Hash(cfg), time.Now())
 	log.Info().Str("listen", cfg.Listen).Str("tls_listen", cfg.TLS.Listen).Str("dns_listen", cfg.DNS.Listen).
-		Str("admin_listen", cfg.Admin.Listen).Str("mode", cfg.Mode).Strs("offerings", pol.Selected()).
+		Str("admin_listen", cfg.Admin.Listen).Str("copy_path", proxy.CopyPath()).Str("mode", cfg.Mode).Strs("offerings", pol.Selected()).
 		Strs("regions", pol.Regions()).Int("rules", len(pol.Rules())).Str("config", l.File()).
 		Str("msg", "arcfence serving").Send()
 	return d.run(ctx)
@@ -262,14 +263,14 @@ func (d *daemon) build(cfg *config.Config, pol *policy.Policy) error {
 // descriptors each: the excess then gets a clear 429 instead of failing at
 // accept. (Go raises the soft limit to the hard one at start.)
 func fitFileLimit(log zerolog.Logger, cfg *config.Config) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || cfg.Limits.MaxTunnels <= 0 {
+	cur, ok := platform.OpenFilesLimit()
+	if !ok || cfg.Limits.MaxTunnels <= 0 {
 		return
 	}
 	const reserve = 256 // listeners, DNS, admin, dials in progress, logs
-	if need := uint64(2*cfg.Limits.MaxTunnels + reserve); rl.Cur < need && rl.Cur > 2*reserve {
-		fit := int((rl.Cur - reserve) / 2)
-		log.Warn().Uint64("open_files_limit", rl.Cur).Int("max_tunnels", cfg.Limits.MaxTunnels).
+	if need := uint64(2*cfg.Limits.MaxTunnels + reserve); cur < need && cur > 2*reserve {
+		fit := int((cur - reserve) / 2)
+		log.Warn().Uint64("open_files_limit", cur).Int("max_tunnels", cfg.Limits.MaxTunnels).
 			Int("max_tunnels_used", fit).
 			Str("msg", "the open-files limit is below 2 x limits.max_tunnels: using a lower max_tunnels; raise the limit (LimitNOFILE=) to use yours").Send()
 		cfg.Limits.MaxTunnels = fit
