@@ -102,7 +102,7 @@ for t in $TARGETS; do
   fi
   # The SBOM of exactly what was linked: read from the binary's embedded
   # module list, Go's standard library included (-std).
-  "$CYCLONEDX" bin -json -licenses -std -noserial -notimestamp -version "$VERSION" \
+  "$CYCLONEDX" bin -json -disable-html-escape -licenses -std -noserial -notimestamp -version "$VERSION" \
     -output "$OUT/$name.cdx.json" "$WORK/$name/$exe" 2>"$WORK/sbom.log" \
     || { cat "$WORK/sbom.log" >&2; die "SBOM for $name"; }
 done
