@@ -17,9 +17,11 @@
 # artifacts (.ci/e2e-60-release.sh checks it). A dirty tree builds too, with
 # "-dirty" in the version.
 #
-# Tools: nfpm and cyclonedx-gomod, pinned below, are taken from PATH or
+# Tools: nfpm and cyclonedx-gomod, at the versions pinned below, are
 # installed once with `go install` into ARCFENCE_TOOLS (default
-# ${XDG_CACHE_HOME:-$HOME/.cache}/arcfence-ci/bin) and reused from there.
+# ${XDG_CACHE_HOME:-$HOME/.cache}/arcfence-ci/bin) and reused from there
+# while their version matches the pin (never another copy from PATH: the
+# SBOMs name the tool that wrote them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -33,10 +35,12 @@ TARGETS="linux/amd64 linux/arm64 darwin/arm64 windows/amd64"
 say() { echo "release: $*" >&2; }
 die() { echo "release: $*" >&2; exit 1; }
 
-# tool NAME PKG VERSION: the path of NAME, installed into TOOLS if missing.
+# tool NAME PKG VERSION: the path of NAME at VERSION, installed into TOOLS
+# when missing or at another version.
 tool() {
-  if [ -x "$TOOLS/$1" ]; then echo "$TOOLS/$1"; return; fi
-  if command -v "$1" >/dev/null; then command -v "$1"; return; fi
+  if [ -x "$TOOLS/$1" ] && grep -q "^[[:space:]]*mod[[:space:]].*[[:space:]]$3[[:space:]]" <<<"$(go version -m "$TOOLS/$1" 2>/dev/null)"; then
+    echo "$TOOLS/$1"; return
+  fi
   say "installing $2@$3 into $TOOLS"
   mkdir -p "$TOOLS"
   GOBIN=$TOOLS GOFLAGS= go install "$2@$3" >&2 || die "cannot install $2@$3"
@@ -55,6 +59,7 @@ if tag=$(git describe --tags --match 'v[0-9]*' --abbrev=0 HEAD 2>/dev/null); the
   n=$(git rev-list --count "$tag..HEAD")
   if [ "$n" -eq 0 ]; then VERSION=$tag; else VERSION=$tag-$n-g${COMMIT:0:7}; fi
   base=${tag#v}
+  base=${base//-/\~} # v1.2.0-rc1: 1.2.0~rc1 sorts before 1.2.0 (deb and rpm)
 else # no release tag yet: v0.0.0-<commits>-g<hash>, as `git describe` would say
   n=$(git rev-list --count HEAD)
   VERSION=v0.0.0-$n-g${COMMIT:0:7}
@@ -87,6 +92,7 @@ for t in $TARGETS; do
   [ "$goos" = windows ] && exe=arcfence.exe
   say "building $name"
   mkdir -p "$WORK/$name"
+  chmod 0755 "$WORK/$name" # not the umask's choice: archives must not depend on it
   CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch GOFLAGS= \
     go build -trimpath -buildvcs=false -ldflags="$LDFLAGS" -o "$WORK/$name/$exe" ./cmd/arcfence
   cp README.md "$WORK/$name/README.md"
