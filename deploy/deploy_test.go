@@ -230,7 +230,8 @@ var build struct {
 	err  error
 }
 
-// buildStatic builds ./cmd/arcfence with CGO_ENABLED=0, as the Containerfile does.
+// buildStatic builds ./cmd/arcfence with CGO_ENABLED=0, as scripts/release.sh
+// does for the archives the Containerfile unpacks.
 func buildStatic(t *testing.T) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -302,8 +303,10 @@ func validateConfig(t *testing.T, bin, text string) {
 	}
 }
 
-// TestContainerfile checks the recipe's shape: multi-stage, CGO_ENABLED=0,
-// a distroless static base, a non-root numeric user, the built binary as entrypoint.
+// TestContainerfile checks the recipe's shape: multi-stage, the binary taken
+// from the release archive of the target architecture, OCI version and
+// source labels, a distroless static base, a non-root numeric user, the
+// copied binary as entrypoint.
 func TestContainerfile(t *testing.T) {
 	data, err := os.ReadFile("Containerfile")
 	if err != nil {
@@ -312,7 +315,7 @@ func TestContainerfile(t *testing.T) {
 	var froms []string
 	var user, entry string
 	var copied []string
-	cgo := false
+	fromRelease := false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -331,8 +334,8 @@ func TestContainerfile(t *testing.T) {
 			if len(froms) > 1 && strings.HasPrefix(f[1], "--from=") {
 				copied = append(copied, f[len(f)-1])
 			}
-		case "RUN":
-			cgo = cgo || strings.Contains(line, "CGO_ENABLED=0")
+		case "ADD":
+			fromRelease = fromRelease || strings.Contains(line, "arcfence_${VERSION}_linux_${TARGETARCH}.tar.gz")
 		}
 	}
 	if len(froms) < 2 {
@@ -341,8 +344,13 @@ func TestContainerfile(t *testing.T) {
 	if last := froms[len(froms)-1]; !strings.Contains(last, "distroless/static") {
 		t.Errorf("runtime base %q; want a distroless static image", last)
 	}
-	if !cgo {
-		t.Error("the build step does not set CGO_ENABLED=0")
+	if !fromRelease {
+		t.Error("the recipe does not unpack the release archive arcfence_${VERSION}_linux_${TARGETARCH}.tar.gz")
+	}
+	for _, label := range []string{`org.opencontainers.image.version="${VERSION}"`, `org.opencontainers.image.source=`} {
+		if !bytes.Contains(data, []byte(label)) {
+			t.Errorf("the image has no label %s", label)
+		}
 	}
 	uid, _, _ := strings.Cut(user, ":")
 	if uid == "" || uid == "0" || uid == "root" {

@@ -313,6 +313,11 @@ func (s *splicer) release() {
 // spliceSupported reports whether this build can splice.
 const spliceSupported = true
 
+// CopyPath names how this build relays tunnel bytes between two TCP
+// sockets: "splice" (zero-copy, splice(2)) on Linux, "copy" (a user-space
+// buffer) elsewhere. The daemon logs it at start.
+func CopyPath() string { return "splice" }
+
 // connReset reports whether c is a TCP connection the peer has reset (its
 // state is CLOSE). A peer that only half-closed (CLOSE_WAIT) is alive.
 // It reads the state without consuming anything and without the

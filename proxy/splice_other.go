@@ -32,5 +32,10 @@ func (s *splicer) writeTimedOut() bool { return false }
 
 const spliceSupported = false
 
+// CopyPath names how this build relays tunnel bytes between two TCP
+// sockets: "splice" (zero-copy, splice(2)) on Linux, "copy" (a user-space
+// buffer) elsewhere. The daemon logs it at start.
+func CopyPath() string { return "copy" }
+
 // connReset is false where the TCP state cannot be read.
 func connReset(net.Conn) bool { return false }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package soak holds arcfence's soak and churn tests: many idle tunnels
 // held and closed, tunnel churn and DNS query churn at the highest rate the
 // machine allows, each checking that the proxy process's goroutines, file

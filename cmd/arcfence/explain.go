@@ -101,11 +101,11 @@ func parseDest(arg string) (policy.Dest, policy.Reason) {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print version, commit and Go version",
+		Short: "Print version, commit, commit date and Go version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, c, g := buildInfo()
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "arcfence %s (commit %s, %s)\n", v, c, g)
+			v, c, d, g := buildInfo()
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "arcfence %s (commit %s, date %s, %s)\n", v, c, d, g)
 			return err
 		},
 	}

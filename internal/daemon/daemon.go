@@ -124,7 +124,7 @@ func New(o Options) (*Daemon, error) {
 	d.log.Info().Str("listen", rt.Listen).Str("tls_listen", rt.TLSListen).Str("dns_listen", rt.DNS.Listen).
 		Str("admin_listen", rt.Admin.Listen).Str("mode", rt.Mode().String()).Strs("offerings", rt.Policy().Selected()).
 		Strs("regions", rt.Policy().Regions()).Int("rules", len(rt.Policy().Rules())).Str("config", d.src.File).
-		Str("msg", "arcfence serving").Send()
+		Str("copy_path", proxy.CopyPath()).Str("msg", "arcfence serving").Send()
 	return d, nil
 }
 

@@ -1,6 +1,10 @@
 package daemon
 
-import "github.com/rs/zerolog"
+import (
+	"github.com/rs/zerolog"
+
+	"github.com/arcfence/arcfence/internal/platform"
+)
 
 // filesReserve is what the daemon keeps of the open-files limit besides
 // the tunnels: listeners, DNS, admin, dials in progress, logs.
@@ -14,7 +18,7 @@ const filesReserve = 256
 // and at start-up says at info level what it uses otherwise. (Go raises the
 // soft limit to the hard one at start.)
 func fitFileLimit(log zerolog.Logger, maxTunnels int, set, start bool) int {
-	cur, ok := openFilesLimit()
+	cur, ok := platform.OpenFilesLimit()
 	if !ok || cur <= 2*filesReserve {
 		return maxTunnels
 	}
