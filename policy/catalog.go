@@ -17,6 +17,9 @@ var catalogYAML []byte
 //go:embed catalog-2026-08.yaml
 var catalog202608YAML []byte
 
+//go:embed catalog-gateway.yaml
+var catalogGatewayYAML []byte
+
 // Catalog is the parsed list of Arc endpoints: one Entry per pattern, with
 // the rows of every revision and cloud. Select gives the view of one
 // revision and cloud, which is what Compile works on.
@@ -104,6 +107,9 @@ type SpecRow struct {
 	PrivateLink string `yaml:"private_link,omitempty" json:"private_link,omitempty"`
 	// DirectOnly marks data-services rows needed in direct mode only.
 	DirectOnly bool `yaml:"direct_only,omitempty" json:"direct_only,omitempty"`
+	// Gateway marks an Arc gateway row (offering servers or kubernetes):
+	// only connection gateway or both admits it (see Config.Connection).
+	Gateway bool `yaml:"gateway,omitempty" json:"gateway,omitempty"`
 	// Description is the spec's description, service or notes text.
 	Description string `yaml:"description" json:"description"`
 	// Replaces names the rows of the previous revision this row took over
@@ -141,7 +147,8 @@ const (
 )
 
 // EmbeddedCatalog parses the catalog built into the binary: every revision
-// (catalog.yaml holds 2024-01, catalog-2026-08.yaml 2026-08). It is parsed by
+// (catalog.yaml holds 2024-01, catalog-2026-08.yaml 2026-08, and
+// catalog-gateway.yaml the Arc gateway rows of 2026-08). It is parsed by
 // ParseCatalog, the same loader a user-supplied catalog would go through.
 // The result is parsed once per process and shared: callers must not modify it.
 func EmbeddedCatalog() (*Catalog, error) {
@@ -149,7 +156,7 @@ func EmbeddedCatalog() (*Catalog, error) {
 }
 
 // embedded parses the embedded catalog once; the result is never modified.
-var embedded = sync.OnceValues(func() (*Catalog, error) { return ParseCatalog(catalogYAML, catalog202608YAML) })
+var embedded = sync.OnceValues(func() (*Catalog, error) { return ParseCatalog(catalogYAML, catalog202608YAML, catalogGatewayYAML) })
 
 // ParseCatalog parses and validates catalog documents and merges them into
 // one catalog: an entry of a later document whose pattern and path an
@@ -341,6 +348,12 @@ func (c *Catalog) validate() error {
 					return fmt.Errorf("%s: unknown cloud %q; expected one of %s", where, cl, strings.Join(Clouds(), ", "))
 				}
 			}
+			if s.Gateway && s.Offering != OfferingServers && s.Offering != OfferingKubernetes {
+				return fmt.Errorf("%s: a gateway row of offering %q; expected servers or kubernetes", where, s.Offering)
+			}
+			if e.Pattern == PatternGatewayEndpoint && !s.Gateway {
+				return fmt.Errorf("%s: %s in a row without gateway: true", where, PatternGatewayEndpoint)
+			}
 			switch s.When {
 			case WhenAlways, WhenInstall, WhenConnect, WhenOptional, WhenConditional:
 			default:
@@ -360,8 +373,13 @@ func (c *Catalog) validate() error {
 // (<vmware.vcenter>, <scvmm.server>) or a row that names no host
 // (<dns-server>) rather than a host pattern.
 func placeholder(pattern string) bool {
-	return strings.HasPrefix(pattern, "<vmware.") || strings.HasPrefix(pattern, "<scvmm.") || pattern == PatternDNSServer
+	return strings.HasPrefix(pattern, "<vmware.") || strings.HasPrefix(pattern, "<scvmm.") ||
+		pattern == PatternDNSServer || pattern == PatternGatewayEndpoint
 }
+
+// PatternGatewayEndpoint is the Arc gateway row whose host is the
+// configured gateway.endpoint (<prefix>.gw.arc.azure.com).
+const PatternGatewayEndpoint = "<gateway.endpoint>"
 
 // PatternDNSServer is the resource bridge's "Your DNS server IP(s)" row
 // (2026-08): the appliance asks its DNS servers directly, so the row is in

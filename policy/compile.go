@@ -35,6 +35,9 @@ type Policy struct {
 	selected map[string]bool
 	features map[string]bool
 	regions  []string
+	// conn is connection (default filled in); gateway the normalized
+	// gateway.endpoint ("" with connection direct).
+	conn, gateway string
 }
 
 // Rule is one effective allowlist row.
@@ -398,6 +401,7 @@ func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 	default:
 		bad("phase: unknown phase %q; expected onboarding or steady", cfg.Phase)
 	}
+	p.compileGateway(cfg, bad)
 	switch cfg.DataServicesMode {
 	case "", DataServicesDirect, DataServicesIndirect:
 	default:
@@ -460,6 +464,9 @@ func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 			continue
 		}
 		patterns := []string{e.Pattern}
+		if e.Pattern == PatternGatewayEndpoint {
+			patterns[0] = p.gateway
+		}
 		if strings.Contains(e.Pattern, "<region>") {
 			patterns = patterns[:0]
 			if len(p.regions) == 0 && needRegion == "" {
@@ -637,6 +644,12 @@ func (p *Policy) broughtBy(e *Entry, s *SpecRow) string {
 
 // includes reports whether the selected offering o brings in spec row s.
 func (p *Policy) includes(o string, e *Entry, s *SpecRow) bool {
+	if s.Gateway {
+		return p.viaGateway(o, s.Offering)
+	}
+	if p.replaced(o, s) {
+		return false
+	}
 	bridge := o == OfferingResourceBridge || o == OfferingVMware || o == OfferingSCVMM || o == OfferingAzureStackHCI
 	indirect := p.cfg.DataServicesMode == DataServicesIndirect
 	switch s.Offering {

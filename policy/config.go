@@ -33,6 +33,17 @@ type Config struct {
 	// rows with these names (the azgn* row stays): the answer of the
 	// guestnotificationservice allowlist call.
 	ServicebusNames []string
+	// Connection is connection: direct (default, ""), gateway or both
+	// (see ConnectionGateway).
+	Connection string
+	// GatewayEndpoint is gateway.endpoint, <prefix>.gw.arc.azure.com
+	// ("https://" and a trailing "/" allowed): required with connection
+	// gateway or both (see NormalizeGatewayEndpoint).
+	GatewayEndpoint string
+	// GatewayResourceID is gateway.resource_id, the gateway resource's ARM
+	// id: agent-config fills it into the gateway commands; it does not
+	// change the policy.
+	GatewayResourceID string
 }
 
 // Offering names, canonical, in the order that attributes a row to an

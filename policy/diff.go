@@ -130,8 +130,8 @@ func (c *Catalog) Diff(from, to string, f DiffFilter) ([]DiffRow, error) {
 			for _, e := range c.Whole().Select(rev, cl).Entries {
 				for i := range e.Sources {
 					s := &e.Sources[i]
-					if !keep(s) {
-						continue
+					if !keep(s) || s.Gateway {
+						continue // the gateway rows are no revision's direct table
 					}
 					pat := e.Pattern + e.Path
 					d := &diffRow{

@@ -77,7 +77,11 @@ func TestCompileLeavesCatalogAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := policy.ParseCatalog(data, data2026)
+	dataGateway, err := os.ReadFile("catalog-gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := policy.ParseCatalog(data, data2026, dataGateway)
 	if err != nil {
 		t.Fatal(err)
 	}
