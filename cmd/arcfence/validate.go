@@ -21,7 +21,8 @@ when the configuration is invalid.`,
 			if err != nil {
 				return err
 			}
-			out := effective{Config: cfg, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions()}
+			out := effective{Config: cfg, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions(),
+				Connection: p.Connection(), StaysDirect: p.StaysDirect()}
 			enc := yaml.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent(2)
 			defer enc.Close()
@@ -39,4 +40,9 @@ type effective struct {
 	Offerings []string       `yaml:"effective_offerings"`
 	Regions   []string       `yaml:"effective_regions"`
 	Rules     int            `yaml:"effective_rules"`
+	// Connection is direct, gateway or both.
+	Connection string `yaml:"effective_connection"`
+	// StaysDirect names, with connection gateway, the selected offerings
+	// and features the Arc gateway does not front: their rows stay direct.
+	StaysDirect []string `yaml:"stays_direct,omitempty"`
 }

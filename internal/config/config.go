@@ -60,6 +60,11 @@ type Config struct {
 	Catalog Catalog `mapstructure:"catalog" yaml:"catalog" json:"catalog"`
 	// Cloud is public, usgov or china: whose tables and region names.
 	Cloud string `mapstructure:"cloud" yaml:"cloud" json:"cloud"`
+	// Connection is direct, gateway or both: whether the Arc agents reach
+	// Azure through the Arc gateway (see policy.ConnectionGateway).
+	Connection string `mapstructure:"connection" yaml:"connection" json:"connection"`
+	// Gateway holds gateway.*: the Arc gateway resource.
+	Gateway Gateway `mapstructure:"gateway" yaml:"gateway" json:"gateway"`
 	// Limits holds limits.*.
 	Limits Limits `mapstructure:"limits" yaml:"limits" json:"limits"`
 	// TLS holds tls.*: the optional HTTPS listener of the proxy itself.
@@ -94,6 +99,16 @@ type SCVMM struct {
 type Catalog struct {
 	// Revision is the catalog revision (policy.Revisions), e.g. "2026-08".
 	Revision string `mapstructure:"revision" yaml:"revision" json:"revision"`
+}
+
+// Gateway is gateway.*.
+type Gateway struct {
+	// Endpoint is the gateway endpoint, <prefix>.gw.arc.azure.com:
+	// required with connection gateway or both.
+	Endpoint string `mapstructure:"endpoint" yaml:"endpoint" json:"endpoint"`
+	// ResourceID is the gateway resource's ARM id, filled into the
+	// commands of agent-config.
+	ResourceID string `mapstructure:"resource_id" yaml:"resource_id" json:"resource_id"`
 }
 
 // Servicebus is servicebus.*.
@@ -194,6 +209,7 @@ func Default() Config {
 		DataServices: DataServices{Mode: policy.DataServicesDirect},
 		Catalog:      Catalog{Revision: policy.LatestRevision},
 		Cloud:        policy.CloudPublic,
+		Connection:   policy.ConnectionDirect,
 		Limits: Limits{
 			HeaderTimeout:       10 * time.Second,
 			MaxHeaderBytes:      32768,
@@ -211,16 +227,19 @@ func Default() Config {
 // Policy returns the policy part of the configuration.
 func (c *Config) Policy() policy.Config {
 	return policy.Config{
-		Regions:          c.Regions,
-		Offerings:        c.Offerings,
-		Features:         c.Features,
-		Phase:            c.Phase,
-		DataServicesMode: c.DataServices.Mode,
-		Allow:            c.Allow,
-		Deny:             c.Deny,
-		VCenter:          c.VMware.VCenter,
-		SCVMMServer:      c.SCVMM.Server,
-		Revision:         c.Catalog.Revision,
-		Cloud:            c.Cloud,
+		Regions:           c.Regions,
+		Offerings:         c.Offerings,
+		Features:          c.Features,
+		Phase:             c.Phase,
+		DataServicesMode:  c.DataServices.Mode,
+		Allow:             c.Allow,
+		Deny:              c.Deny,
+		VCenter:           c.VMware.VCenter,
+		SCVMMServer:       c.SCVMM.Server,
+		Revision:          c.Catalog.Revision,
+		Cloud:             c.Cloud,
+		Connection:        c.Connection,
+		GatewayEndpoint:   c.Gateway.Endpoint,
+		GatewayResourceID: c.Gateway.ResourceID,
 	}
 }

@@ -29,6 +29,8 @@ var flagKeys = map[string]string{
 	"scvmm-server":       "scvmm.server",
 	"data-services-mode": "data_services.mode",
 	"cloud":              "cloud",
+	"connection":         "connection",
+	"gateway-endpoint":   "gateway.endpoint",
 	"log-level":          "log.level",
 	"log-format":         "log.format",
 	"listen":             "listen",
@@ -56,6 +58,8 @@ func AddFlags(f *pflag.FlagSet) {
 	f.String("scvmm-server", "", "scvmm.server: the SCVMM management server")
 	f.String("data-services-mode", "", "data_services.mode: direct or indirect")
 	f.String("cloud", "", "cloud: public, usgov or china (whose Arc tables and region names)")
+	f.String("connection", "", "connection: direct, gateway or both (through the Arc gateway; see gateway.endpoint)")
+	f.String("gateway-endpoint", "", "gateway.endpoint: the Arc gateway endpoint, <prefix>.gw.arc.azure.com")
 	f.String("log-level", "", "log.level: trace, debug, info, warn, error")
 	f.String("log-format", "", "log.format: json or console")
 }
