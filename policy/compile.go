@@ -647,9 +647,12 @@ func (p *Policy) includes(o string, e *Entry, s *SpecRow) bool {
 	if s.Gateway {
 		return p.viaGateway(o, s.Offering)
 	}
-	if p.replaced(o, s) {
-		return false
-	}
+	return !p.replaced(o, s) && p.includesDirect(o, e, s)
+}
+
+// includesDirect reports whether the selected offering o brings in the
+// direct spec row s under connection direct.
+func (p *Policy) includesDirect(o string, e *Entry, s *SpecRow) bool {
 	bridge := o == OfferingResourceBridge || o == OfferingVMware || o == OfferingSCVMM || o == OfferingAzureStackHCI
 	indirect := p.cfg.DataServicesMode == DataServicesIndirect
 	switch s.Offering {

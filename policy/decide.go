@@ -326,6 +326,10 @@ type Hint struct {
 	// destination when this policy's revision does not ("" otherwise):
 	// the hint "in catalog revision R".
 	Revision string `json:"revision,omitempty"`
+	// Fronted is true, with connection gateway, when the refused row is a
+	// direct row the Arc gateway fronts: the agent should reach it through
+	// the gateway (no offering, feature or region is missing).
+	Fronted bool `json:"fronted,omitempty"`
 }
 
 // Text returns the hint as a short phrase for people: "in catalog revision
@@ -362,6 +366,10 @@ func (p *Policy) Hint(d Dest) Hint {
 	}
 	e := &p.cat.Entries[c.entry]
 	h := Hint{Rule: dec.Rule}
+	if p.fronted(e) {
+		h.Fronted, h.Section = true, e.Sources[0].Section
+		return h
+	}
 	if c.region != "" && !containsStr(p.regions, c.region) {
 		h.Region = c.region
 	}

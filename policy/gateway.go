@@ -119,8 +119,8 @@ func (p *Policy) replaced(o string, s *SpecRow) bool {
 	if p.conn != ConnectionGateway || s.Gateway {
 		return false
 	}
-	if p.features[FeatureWindowsAdminCenter] && slices.Contains(s.Features, FeatureWindowsAdminCenter) {
-		return false
+	if slices.Contains(s.Features, FeatureWindowsAdminCenter) && (p.features[FeatureWindowsAdminCenter] || len(s.Features) == 1) {
+		return false // Windows Admin Center is not fronted
 	}
 	switch s.Offering {
 	case OfferingServers, OfferingSQLServer, OfferingESU:
@@ -166,4 +166,22 @@ func (p *Policy) StaysDirect() []string {
 		out = append(out, "feature "+FeatureWindowsAdminCenter)
 	}
 	return out
+}
+
+// fronted reports whether, with connection gateway, the gateway replaces a
+// direct row of e for a selected offering or for the row's own offering:
+// an agent that reaches it directly is not configured for the gateway.
+func (p *Policy) fronted(e *Entry) bool {
+	if p.conn != ConnectionGateway {
+		return false
+	}
+	for i := range e.Sources {
+		s := &e.Sources[i]
+		for _, o := range Offerings() {
+			if (p.selected[o] || o == s.Offering) && p.replaced(o, s) && p.includesDirect(o, e, s) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -104,7 +104,7 @@ func (rep *Report) actionSummary() string {
 		counts[it.Action]++
 	}
 	var parts []string
-	for _, a := range []string{ActionCatalog, ActionAllow, ActionAllowed, ActionDenyList, ActionGuard, ActionClient, ActionUnresolved} {
+	for _, a := range []string{ActionCatalog, ActionAllow, ActionAllowed, ActionDenyList, ActionGuard, ActionClient, ActionGateway, ActionUnresolved} {
 		if counts[a] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[a], a))
 		}
@@ -199,7 +199,11 @@ func describe(it Item) string {
 		if it.Region != "" {
 			adds = append(adds, "region "+it.Region)
 		}
-		return fmt.Sprintf("add %s: catalog row %s, spec section %q", strings.Join(adds, " and "), it.Rule, it.Section)
+		s := fmt.Sprintf("add %s: catalog row %s, spec section %q", strings.Join(adds, " and "), it.Rule, it.Section)
+		if it.Note != "" {
+			s += " (" + it.Note + ")"
+		}
+		return s
 	case ActionAllow:
 		s := fmt.Sprintf("not in the catalog: add allow entry %q", it.Allow)
 		if it.Note != "" {

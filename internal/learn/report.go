@@ -133,6 +133,10 @@ const (
 	// ActionClient: the name is allowed but the client's bytes were refused
 	// (sni-mismatch, not-tls); allowlist lines do not change that.
 	ActionClient = "client"
+	// ActionGateway: with connection gateway, a direct row the Arc gateway
+	// fronts: the agent went direct instead of through the gateway; nothing
+	// suggested (see Note).
+	ActionGateway = "gateway"
 	// ActionUnresolved: no suggestion admits it (see Note).
 	ActionUnresolved = "unresolved"
 )
@@ -228,8 +232,18 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 				it.Note = "the config admits it already (it changed after these lines were logged)"
 				break
 			}
-			todo = append(todo, len(rep.Items))
 			h := hint(dest(g))
+			if h.Fronted {
+				it.Action, it.Section = ActionGateway, h.Section
+				it.Note = fmt.Sprintf("the gateway fronts this (%s, section %q); is the agent configured for the gateway? "+
+					"(servers: azcmagent config set connection.type gateway on agents 1.50 and older; clusters: az connectedk8s update --gateway-resource-id)",
+					h.Rule, h.Section)
+				break
+			}
+			todo = append(todo, len(rep.Items))
+			if base.Connection() == policy.ConnectionGateway && h.Found() && h.Revision == "" {
+				it.Note = "not fronted by the gateway: its direct row is needed"
+			}
 			switch {
 			case h.Found() && h.Revision != "":
 				it.Note = fmt.Sprintf("%s (%s, section %q), not in catalog revision %s; read 'arcfence catalog diff --from %s --to %s' "+
