@@ -57,6 +57,9 @@ func (p *Policy) compileGateway(cfg Config, bad func(string, ...any)) {
 		p.conn = ConnectionDirect
 		return
 	}
+	if id := cfg.GatewayResourceID; id != "" && (!strings.HasPrefix(strings.ToLower(id), "/subscriptions/") || strings.ContainsAny(id, " \t\"'`$\\;&|")) {
+		bad("gateway.resource_id: %q: expected the gateway resource's id, /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.HybridCompute/gateways/<name> (az arcgateway list)", id)
+	}
 	if p.conn == ConnectionDirect {
 		if strings.TrimSpace(cfg.GatewayEndpoint) != "" {
 			bad("gateway.endpoint: set with connection direct; set connection to gateway or both, or remove gateway.endpoint")

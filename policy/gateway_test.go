@@ -332,6 +332,10 @@ func TestGatewayConfigErrors(t *testing.T) {
 			"connection: the Arc gateway exists in cloud public only, not in cloud usgov"},
 		{"china", policy.Config{Connection: "both", GatewayEndpoint: testGateway, Cloud: "china", Regions: []string{"chinanorth3"}},
 			"connection: the Arc gateway exists in cloud public only, not in cloud china"},
+		{"resource id", policy.Config{Connection: "gateway", GatewayEndpoint: testGateway, GatewayResourceID: "contoso"},
+			`gateway.resource_id: "contoso": expected the gateway resource's id`},
+		{"resource id with a quote", policy.Config{Connection: "gateway", GatewayEndpoint: testGateway, GatewayResourceID: "/subscriptions/x\"; rm -rf /"},
+			"gateway.resource_id: "},
 		{"revision 2024-01", policy.Config{Connection: "gateway", GatewayEndpoint: testGateway, Revision: policy.Revision202401},
 			"connection: catalog.revision 2024-01 has no Arc gateway rows"},
 	}

@@ -29,13 +29,16 @@ resource bridge's proxy settings. --proxy-url is arcfence as the agents reach it
 				feats = append(feats, strings.ToLower(strings.TrimSpace(f)))
 			}
 			return agentconfig.Write(cmd.OutOrStdout(), agentconfig.Options{
-				ProxyURL:         proxyURL,
-				Offerings:        p.Selected(),
-				Features:         feats,
-				Regions:          p.Regions(),
-				DataServicesMode: cfg.DataServices.Mode,
-				ServiceCIDR:      serviceCIDR,
-				Cloud:            p.Cloud(),
+				ProxyURL:          proxyURL,
+				Offerings:         p.Selected(),
+				Features:          feats,
+				Regions:           p.Regions(),
+				DataServicesMode:  cfg.DataServices.Mode,
+				ServiceCIDR:       serviceCIDR,
+				Cloud:             p.Cloud(),
+				Connection:        p.Connection(),
+				GatewayEndpoint:   p.GatewayEndpoint(),
+				GatewayResourceID: cfg.Gateway.ResourceID,
 			})
 		},
 	}

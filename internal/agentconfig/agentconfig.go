@@ -37,6 +37,13 @@ type Options struct {
 	// Cloud is policy's cloud (public, usgov, china); "" = public. Outside
 	// the public cloud the Azure CLI and azcmagent connect name that cloud.
 	Cloud string
+	// Connection is policy's connection (direct, gateway, both); "" = direct.
+	Connection string
+	// GatewayEndpoint is the normalized gateway.endpoint (connection
+	// gateway or both).
+	GatewayEndpoint string
+	// GatewayResourceID is gateway.resource_id; "" prints a placeholder.
+	GatewayResourceID string
 }
 
 // AzureCloudName returns the cloud's name for "az cloud set --name" and
@@ -86,6 +93,9 @@ func Write(w io.Writer, o Options) error {
 	if err != nil {
 		return err
 	}
+	if strings.ContainsAny(o.GatewayResourceID, " \"'`$\\;&|") {
+		return fmt.Errorf("gateway.resource_id %q: expected the gateway's resource id, /subscriptions/.../gateways/<name>", o.GatewayResourceID)
+	}
 	if strings.ContainsAny(o.ServiceCIDR, " \"'`$\\;&|") {
 		return fmt.Errorf("--service-cidr %q: expected a CIDR such as 10.96.0.0/12", o.ServiceCIDR)
 	}
@@ -129,8 +139,15 @@ az cloud set --name %[2]s
 		}
 		writeServers(b, proxy, region, feature, sovereignName)
 	}
+	gateway := o.Connection == policy.ConnectionGateway || o.Connection == policy.ConnectionBoth
+	if gateway && (has(policy.OfferingServers, policy.OfferingSQLServer, policy.OfferingESU) || guest) {
+		writeServersGateway(b, o)
+	}
 	if has(policy.OfferingKubernetes) || (has(policy.OfferingDataServices) && o.DataServicesMode != policy.DataServicesIndirect) {
 		writeKubernetes(b, proxy, region, o, feature)
+		if gateway {
+			writeKubernetesGateway(b, o)
+		}
 	}
 	if has(policy.OfferingDataServices) && o.DataServicesMode == policy.DataServicesIndirect {
 		writeDataIndirect(b, proxy)
@@ -271,4 +288,60 @@ export NO_PROXY="localhost,127.0.0.1,<appliance-VM-IP>,<control-plane-IP>,<vCent
 	}
 	fmt.Fprintln(b, "# noProxy must keep the appliance's own networks off the proxy: the VM and control-plane")
 	fmt.Fprintln(b, "# addresses, the vCenter/SCVMM server, .svc and the pod and service CIDRs.")
+}
+
+// gatewayID returns gateway.resource_id, or a placeholder saying where to find it.
+func gatewayID(o Options) string {
+	if o.GatewayResourceID != "" {
+		return o.GatewayResourceID
+	}
+	return "<gateway-resource-id>"
+}
+
+// writeGatewayNotes prints what connection both means, and where the
+// resource id comes from when it is not configured.
+func writeGatewayNotes(b *bufio.Writer, o Options) {
+	if o.GatewayResourceID == "" {
+		fmt.Fprintln(b, "# Replace <gateway-resource-id> with the gateway's id (az arcgateway list), or set")
+		fmt.Fprintln(b, "# gateway.resource_id and run agent-config again.")
+	}
+	if o.Connection == policy.ConnectionBoth {
+		fmt.Fprintln(b, "# connection: both admits the direct rows too (the migration window): keep it for at least")
+		fmt.Fprintln(b, "# an hour after the last agent switched, then set connection: gateway.")
+	}
+}
+
+// writeServersGateway prints the commands that move the servers' agents
+// to the Arc gateway.
+func writeServersGateway(b *bufio.Writer, o Options) {
+	fmt.Fprintf(b, `
+## Arc gateway for servers (connection %[1]s, endpoint %[2]s)
+
+# Keep proxy.url at arcfence: the agent's Arc proxy reaches the gateway endpoint through it.
+# New machines: add the gateway to the onboarding script's connect command:
+#   azcmagent connect ... --gateway-id "%[3]s"
+# Machines already connected: associate each one with the gateway (Azure CLI):
+az arcgateway settings update --resource-group <resource-group> --subscription <subscription-id> \
+  --base-provider Microsoft.HybridCompute --base-resource-type machines --base-resource-name <machine-name> \
+  --gateway-resource-id "%[3]s"
+# Agents 1.50 and older also need, on each machine (connection.type direct reverts):
+azcmagent config set connection.type gateway
+# proxy.bypass is not supported with the gateway.
+`, o.Connection, o.GatewayEndpoint, gatewayID(o))
+	writeGatewayNotes(b, o)
+}
+
+// writeKubernetesGateway prints the commands that move a cluster's agents
+// to the Arc gateway.
+func writeKubernetesGateway(b *bufio.Writer, o Options) {
+	fmt.Fprintf(b, `
+## Arc gateway for Kubernetes (connection %[1]s, endpoint %[2]s)
+
+# Connect a new cluster through the gateway: the connect command above with
+#   --gateway-resource-id "%[3]s"
+# A cluster already connected (--disable-gateway turns the gateway off again):
+az connectedk8s update --name <cluster-name> --resource-group <resource-group> \
+  --gateway-resource-id "%[3]s"
+`, o.Connection, o.GatewayEndpoint, gatewayID(o))
+	writeGatewayNotes(b, o)
 }
