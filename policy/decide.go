@@ -328,7 +328,9 @@ type Hint struct {
 	Revision string `json:"revision,omitempty"`
 	// Fronted is true, with connection gateway, when the refused row is a
 	// direct row the Arc gateway fronts: the agent should reach it through
-	// the gateway (no offering, feature or region is missing).
+	// the gateway; Offering then names the row's offering when none of
+	// the selected ones brings it (adding it brings its gateway rows, not
+	// this row).
 	Fronted bool `json:"fronted,omitempty"`
 }
 
@@ -366,8 +368,8 @@ func (p *Policy) Hint(d Dest) Hint {
 	}
 	e := &p.cat.Entries[c.entry]
 	h := Hint{Rule: dec.Rule}
-	if p.fronted(e) {
-		h.Fronted, h.Section = true, e.Sources[0].Section
+	if ok, missing := p.fronted(e); ok {
+		h.Fronted, h.Offering, h.Section = true, missing, e.Sources[0].Section
 		return h
 	}
 	if c.region != "" && !containsStr(p.regions, c.region) {

@@ -174,17 +174,23 @@ func (p *Policy) StaysDirect() []string {
 // fronted reports whether, with connection gateway, the gateway replaces a
 // direct row of e for a selected offering or for the row's own offering:
 // an agent that reaches it directly is not configured for the gateway.
-func (p *Policy) fronted(e *Entry) bool {
+// missing is that row's offering when no selected offering brings it ("").
+func (p *Policy) fronted(e *Entry) (ok bool, missing string) {
 	if p.conn != ConnectionGateway {
-		return false
+		return false, ""
 	}
-	for i := range e.Sources {
-		s := &e.Sources[i]
-		for _, o := range Offerings() {
-			if (p.selected[o] || o == s.Offering) && p.replaced(o, s) && p.includesDirect(o, e, s) {
-				return true
+	for _, sel := range []bool{true, false} {
+		for i := range e.Sources {
+			s := &e.Sources[i]
+			for _, o := range Offerings() {
+				if (sel && p.selected[o] || !sel && o == s.Offering) && p.replaced(o, s) && p.includesDirect(o, e, s) {
+					if sel {
+						return true, ""
+					}
+					return true, o
+				}
 			}
 		}
 	}
-	return false
+	return false, ""
 }

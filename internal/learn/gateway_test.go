@@ -21,6 +21,7 @@ func TestReportGateway(t *testing.T) {
 	}{
 		{"a1.guestnotificationservice.azure.com", ActionGateway, "the gateway fronts this", "", ""},
 		{"eastus2.guestconfiguration.azure.com", ActionGateway, "is the agent configured for the gateway?", "", ""},
+		{"eastus2.dp.kubernetesconfiguration.azure.com", ActionGateway, "offering kubernetes is not selected", "", ""},
 		{"a1.waconazure.com", ActionCatalog, "not fronted by the gateway", "", "windows-admin-center"},
 		{"ecpacr.azurecr.io", ActionCatalog, "not fronted by the gateway", "resource-bridge", ""},
 	}

@@ -238,6 +238,9 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 				it.Note = fmt.Sprintf("the gateway fronts this (%s, section %q); is the agent configured for the gateway? "+
 					"(servers: azcmagent config set connection.type gateway on agents 1.50 and older; clusters: az connectedk8s update --gateway-resource-id)",
 					h.Rule, h.Section)
+				if h.Offering != "" {
+					it.Note += fmt.Sprintf("; offering %s is not selected: adding it admits its gateway rows, not this direct row", h.Offering)
+				}
 				break
 			}
 			todo = append(todo, len(rep.Items))
