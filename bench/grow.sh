@@ -5,7 +5,7 @@
 # tunnel's RSS and descriptors and the CPU per operation meanwhile, one JSON
 # line per measurement. Loopback only (sink 127.0.0.1:9443, proxy :3130).
 #
-#   PB=/work/bench-work/bin/proxybench bench/grow.sh 100 1000 5000
+#   PB="${TMPDIR:-/tmp}/arcfence-bench/bin/proxybench" bench/grow.sh 100 1000 5000
 #
 # Environment: PB (proxybench, built by ../shared/peer-bench/build.sh;
 # required), ARCFENCE_BIN (default: built from this tree into a temp dir),

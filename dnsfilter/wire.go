@@ -29,7 +29,6 @@ func (f *Filter) fastWire(q *query, b []byte, key cacheKey, allowed bool, now in
 		return nil
 	}
 	an := int(binary.BigEndian.Uint16(b[6:]))
-	ns := int(binary.BigEndian.Uint16(b[8:]))
 	ar := int(binary.BigEndian.Uint16(b[10:]))
 	nameEnd, ok := skipName(b, 12)
 	if !ok || nameEnd+4 > len(b) {
@@ -40,105 +39,140 @@ func (f *Filter) fastWire(q *query, b []byte, key cacheKey, allowed bool, now in
 	for i := 12; i < nameEnd; i++ {
 		b[i] = lowerByte(b[i])
 	}
-	off := nameEnd + 4
-	n := an + ns + ar
-	offs := make([]uint16, 0, n)
-	ttls := make([]uint32, 0, n)
-	minTTL := uint32(maxPositiveTTL)
-	var soaTTL uint32
-	haveSOA := false
-	optOff, optEnd := -1, -1
+	w, ok := f.walkRecords(b, nameEnd+4, key, allowed, now)
+	if !ok {
+		return nil
+	}
+	out := fixOPT(q, b, ar, w.optOff, w.optEnd)
+	if out == nil {
+		return nil
+	}
+	out[0], out[1] = 0, 0
+	out[2] &^= 0x01 // RD: set per client
+
+	e := &wireAnswer{wire: out, stored: now}
+	if ttl := w.cacheTTL(out, an); f.cache != nil && ttl > 0 && len(out) <= maxCachedAnswer {
+		e.ttlOff, e.ttl = w.offs, w.ttls
+		e.exp = now + int64(ttl)*1e9
+		f.cache.put(key, e)
+	}
+	return e
+}
+
+// records is what walkRecords notes of an answer's records.
+type records struct {
+	offs    []uint16 // the TTL offset of each record but OPT
+	ttls    []uint32 // and its TTL
+	minTTL  uint32   // the least TTL, capped at maxPositiveTTL
+	soaTTL  uint32   // the negative-caching TTL of the first authority SOA
+	haveSOA bool
+	optOff  int // the OPT record's start and end; -1 when none
+	optEnd  int
+}
+
+// walkRecords walks every record of b from off (after the question) once:
+// it notes TTL offsets, the cache lifetimes and the OPT record, and for an
+// allowed answer learns the addresses (for key.name) and CNAME targets of
+// its answer section. ok is false for anything unusual (see fastWire).
+func (f *Filter) walkRecords(b []byte, off int, key cacheKey, allowed bool, now int64) (w records, ok bool) {
+	an := int(binary.BigEndian.Uint16(b[6:]))
+	ns := int(binary.BigEndian.Uint16(b[8:]))
+	n := an + ns + int(binary.BigEndian.Uint16(b[10:]))
+	w = records{offs: make([]uint16, 0, n), ttls: make([]uint32, 0, n), minTTL: maxPositiveTTL, optOff: -1, optEnd: -1}
 	for i := 0; i < n; i++ {
 		start := off
 		if off, ok = skipName(b, off); !ok || off+10 > len(b) {
-			return nil
+			return w, false
 		}
 		typ := binary.BigEndian.Uint16(b[off:])
 		ttl := binary.BigEndian.Uint32(b[off+4:])
 		rdata := off + 10
 		end := rdata + int(binary.BigEndian.Uint16(b[off+8:]))
 		if end > len(b) {
-			return nil
+			return w, false
 		}
 		switch {
 		case typ == typeOPT:
-			if i < an+ns || optOff >= 0 || b[start] != 0 || b[off+4] != 0 || !plainOptions(b[rdata:end]) {
-				return nil
+			if i < an+ns || w.optOff >= 0 || b[start] != 0 || b[off+4] != 0 || !plainOptions(b[rdata:end]) {
+				return w, false
 			}
-			optOff, optEnd = start, end
+			w.optOff, w.optEnd = start, end
 			off = end
 			continue
 		case typ == typeTSIG:
-			return nil
+			return w, false
 		}
-		offs = append(offs, uint16(off+4))
-		ttls = append(ttls, ttl)
-		minTTL = min(minTTL, ttl)
-		if i >= an && i < an+ns && typ == dns.TypeSOA && !haveSOA && end-rdata >= 22 {
-			soaTTL = min(ttl, binary.BigEndian.Uint32(b[end-4:]), maxNegativeTTL)
-			haveSOA = true
+		w.offs = append(w.offs, uint16(off+4))
+		w.ttls = append(w.ttls, ttl)
+		w.minTTL = min(w.minTTL, ttl)
+		if i >= an && i < an+ns && typ == dns.TypeSOA && !w.haveSOA && end-rdata >= 22 {
+			w.soaTTL = min(ttl, binary.BigEndian.Uint32(b[end-4:]), maxNegativeTTL)
+			w.haveSOA = true
 		}
 		if allowed && i < an && ttl > 0 {
-			exp := now + int64(ttl)*1e9
-			switch {
-			case typ == dns.TypeA && end-rdata == 4:
-				f.learned.add(netip.AddrFrom4([4]byte(b[rdata:end])), key.name, exp)
-			case typ == dns.TypeAAAA && end-rdata == 16:
-				f.learned.add(netip.AddrFrom16([16]byte(b[rdata:end])).Unmap(), key.name, exp)
-			case typ == dns.TypeCNAME:
-				if t, _, err := dns.UnpackDomainName(b, rdata); err == nil {
-					if h, ok := policy.NormalizeHost(t); ok {
-						f.cnames.add(h, exp)
-					}
-				}
-			}
+			f.learnRecord(b, typ, rdata, end, key.name, now+int64(ttl)*1e9)
 		}
 		off = end
 	}
-	if off != len(b) {
-		return nil
-	}
+	return w, off == len(b)
+}
 
-	var out []byte
+// learnRecord remembers, until exp, the address of an A or AAAA record of
+// an allowed answer (handed out for name) or the target of its CNAME.
+func (f *Filter) learnRecord(b []byte, typ uint16, rdata, end int, name string, exp int64) {
+	switch {
+	case typ == dns.TypeA && end-rdata == 4:
+		f.learned.add(netip.AddrFrom4([4]byte(b[rdata:end])), name, exp)
+	case typ == dns.TypeAAAA && end-rdata == 16:
+		f.learned.add(netip.AddrFrom16([16]byte(b[rdata:end])).Unmap(), name, exp)
+	case typ == dns.TypeCNAME:
+		if t, _, err := dns.UnpackDomainName(b, rdata); err == nil {
+			if h, ok := policy.NormalizeHost(t); ok {
+				f.cnames.add(h, exp)
+			}
+		}
+	}
+}
+
+// fixOPT makes b's OPT record right for the client of q: our UDP size and
+// its DO bit when it spoke EDNS, no OPT record when it did not (RFC 6891
+// section 7). ar is b's additional count; optOff and optEnd locate its OPT
+// record (-1: none). nil means b needs a full unpack.
+func fixOPT(q *query, b []byte, ar, optOff, optEnd int) []byte {
 	switch {
 	case q.opt != nil && optOff >= 0:
-		out = b
-		binary.BigEndian.PutUint16(out[optOff+3:], maxUDPSize)
-		setDO(out[optOff+7:], q.opt.Do())
+		binary.BigEndian.PutUint16(b[optOff+3:], maxUDPSize)
+		setDO(b[optOff+7:], q.opt.Do())
+		return b
 	case q.opt != nil:
-		out = append(b, 0, 0, typeOPT, maxUDPSize>>8, maxUDPSize&0xFF, 0, 0, 0, 0, 0, 0)
+		out := append(b, 0, 0, typeOPT, maxUDPSize>>8, maxUDPSize&0xFF, 0, 0, 0, 0, 0, 0)
 		setDO(out[len(out)-4:], q.opt.Do())
 		binary.BigEndian.PutUint16(out[10:], uint16(ar+1))
+		return out
 	case optOff >= 0:
 		if optEnd != len(b) {
 			return nil
 		}
-		out = b[:optOff]
+		out := b[:optOff]
 		binary.BigEndian.PutUint16(out[10:], uint16(ar-1))
-	default:
-		out = b
+		return out
 	}
-	out[0], out[1] = 0, 0
-	out[2] &^= 0x01 // RD: set per client
+	return b
+}
 
-	e := &wireAnswer{wire: out, stored: now}
-	var ttl uint32
+// cacheTTL is how long the answer out (an answers) may be cached: the
+// least record TTL of a positive answer, the SOA's for a negative one, 0
+// for a truncated one or another rcode.
+func (w *records) cacheTTL(out []byte, an int) uint32 {
 	rcode := int(out[3] & 0x0F)
 	switch {
 	case out[2]&0x02 != 0: // TC: never cached
 	case rcode == dns.RcodeSuccess && an > 0:
-		ttl = minTTL
-	case rcode == dns.RcodeSuccess, rcode == dns.RcodeNameError:
-		if haveSOA {
-			ttl = soaTTL
-		}
+		return w.minTTL
+	case (rcode == dns.RcodeSuccess || rcode == dns.RcodeNameError) && w.haveSOA:
+		return w.soaTTL
 	}
-	if f.cache != nil && ttl > 0 && len(out) <= maxCachedAnswer {
-		e.ttlOff, e.ttl = offs, ttls
-		e.exp = now + int64(ttl)*1e9
-		f.cache.put(key, e)
-	}
-	return e
+	return 0
 }
 
 // setDO sets or clears the DO bit in the flags bytes of an OPT TTL field.

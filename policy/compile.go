@@ -345,14 +345,48 @@ func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 		selected:  map[string]bool{},
 		features:  map[string]bool{},
 	}
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	p.revision, p.cloud, p.cat = selectView(cfg, root, bad)
-	cat := p.cat
-	if cat == nil {
-		cat = &Catalog{} // report the other keys' errors too
+	var errs problems
+	p.revision, p.cloud, p.cat = selectView(cfg, root, errs.bad)
+	p.selectKeys(cfg, all, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
+	if len(p.selected) == 0 && len(cfg.Allow) == 0 {
+		return nil, errors.New("offerings: none selected and no allow entries: nothing would be admitted; set offerings (e.g. servers)")
+	}
+	order := 0
+	p.addCatalog(cfg, all, &order, &errs)
+	for _, a := range cfg.Allow {
+		errs.add(p.addUser(a, SourceAllow, "allow", &order, nil, attribution{}))
+	}
+	for _, d := range cfg.Deny {
+		errs.add(p.addDeny(d, &order))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	p.allow.sort()
+	p.deny.sort()
+	return p, nil
+}
 
+// problems collects a compile's errors, each naming its key.
+type problems []error
+
+func (e *problems) bad(format string, a ...any) { *e = append(*e, fmt.Errorf(format, a...)) }
+
+// add records err when it is not nil.
+func (e *problems) add(err error) {
+	if err != nil {
+		*e = append(*e, err)
+	}
+}
+
+// selectKeys validates the selection keys of cfg (offerings, features,
+// regions, phase, data services mode, vCenter, SCVMM, the offerings the
+// cloud has tables for) and records the selection in p.
+func (p *Policy) selectKeys(cfg Config, all bool, errs *problems) {
+	bad := errs.bad
 	for _, o := range cfg.Offerings {
 		n := strings.ToLower(strings.TrimSpace(o))
 		if a, ok := offeringAliases[n]; ok {
@@ -375,27 +409,7 @@ func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 	if p.features[FeatureResourceMgmtPrivLink] {
 		p.features[FeaturePrivateLink] = true
 	}
-	for _, r := range cfg.Regions {
-		n := NormalizeRegion(r)
-		if knownRegion(n) && p.cat != nil && cloudOf(n) != p.cloud {
-			bad("regions: %q is a region of cloud %s, not of cloud %s; set cloud to %s or use a %s region (e.g. %s)",
-				r, cloudOf(n), p.cloud, cloudOf(n), p.cloud, exampleRegion(p.cloud))
-			continue
-		}
-		if !knownRegion(n) {
-			msg := fmt.Sprintf("regions: unknown Azure region %q", r)
-			if c := closeRegions(n, p.cloud); len(c) > 0 {
-				msg += "; did you mean " + strings.Join(c, ", ") + "?"
-			} else {
-				msg += "; use a name from 'az account list-locations -o table', e.g. " + exampleRegion(p.cloud)
-			}
-			bad("%s", msg)
-			continue
-		}
-		if !slices.Contains(p.regions, n) {
-			p.regions = append(p.regions, n)
-		}
-	}
+	p.selectRegions(cfg.Regions, bad)
 	switch cfg.Phase {
 	case "", PhaseOnboarding, PhaseSteady:
 	default:
@@ -433,14 +447,41 @@ func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if len(p.selected) == 0 && len(cfg.Allow) == 0 {
-		return nil, errors.New("offerings: none selected and no allow entries: nothing would be admitted; set offerings (e.g. servers)")
-	}
+}
 
-	order := 0
+// selectRegions normalizes and checks the regions key against p's cloud.
+func (p *Policy) selectRegions(regions []string, bad func(string, ...any)) {
+	for _, r := range regions {
+		n := NormalizeRegion(r)
+		if knownRegion(n) && p.cat != nil && cloudOf(n) != p.cloud {
+			bad("regions: %q is a region of cloud %s, not of cloud %s; set cloud to %s or use a %s region (e.g. %s)",
+				r, cloudOf(n), p.cloud, cloudOf(n), p.cloud, exampleRegion(p.cloud))
+			continue
+		}
+		if !knownRegion(n) {
+			msg := fmt.Sprintf("regions: unknown Azure region %q", r)
+			if c := closeRegions(n, p.cloud); len(c) > 0 {
+				msg += "; did you mean " + strings.Join(c, ", ") + "?"
+			} else {
+				msg += "; use a name from 'az account list-locations -o table', e.g. " + exampleRegion(p.cloud)
+			}
+			bad("%s", msg)
+			continue
+		}
+		if !slices.Contains(p.regions, n) {
+			p.regions = append(p.regions, n)
+		}
+	}
+}
+
+// addCatalog adds the rows of the selected catalog view that the selection
+// brings in, <region> expanded, the user-named rows (vCenter, SCVMM) as
+// their entries.
+func (p *Policy) addCatalog(cfg Config, all bool, order *int, errs *problems) {
+	cat := p.cat
+	if cat == nil {
+		return
+	}
 	needRegion := ""
 	for ei := range cat.Entries {
 		e := &cat.Entries[ei]
@@ -453,97 +494,91 @@ func compile(cfg Config, root *Catalog, all bool) (*Policy, error) {
 		case e.Pattern == PatternDNSServer:
 			continue // the appliance asks its DNS servers directly, never through the proxy
 		case e.Pattern == "<vmware.vcenter>":
-			if err := p.addUser(cfg.VCenter, SourceVCenter, "vmware.vcenter", &order, e, src); err != nil {
-				errs = append(errs, err)
-			}
+			errs.add(p.addUser(cfg.VCenter, SourceVCenter, "vmware.vcenter", order, e, src))
 			continue
 		case e.Pattern == "<scvmm.server>":
-			if err := p.addUser(cfg.SCVMMServer, SourceSCVMM, "scvmm.server", &order, e, src); err != nil {
-				errs = append(errs, err)
-			}
+			errs.add(p.addUser(cfg.SCVMMServer, SourceSCVMM, "scvmm.server", order, e, src))
 			continue
 		}
-		patterns := []string{e.Pattern}
-		if e.Pattern == PatternGatewayEndpoint {
-			patterns[0] = p.gateway
+		if strings.Contains(e.Pattern, "<region>") && len(p.regions) == 0 && needRegion == "" {
+			needRegion = e.Pattern
 		}
-		if strings.Contains(e.Pattern, "<region>") {
-			patterns = patterns[:0]
-			if len(p.regions) == 0 && needRegion == "" {
-				needRegion = e.Pattern
-			}
-			for _, r := range p.regions {
-				patterns = append(patterns, strings.ReplaceAll(e.Pattern, "<region>", r))
-			}
-		}
-		if e.Pattern == "*.servicebus.windows.net" && cfg.ServicebusNames != nil && !all {
-			patterns = patterns[:0]
-			for _, n := range cfg.ServicebusNames {
-				h, ok := NormalizeHost(n)
-				if !ok || isIPForm(h) {
-					bad("servicebus.allowlist_file: %q is not a host name", n)
-					continue
-				}
-				patterns = append(patterns, h)
-			}
-		}
-		for _, pat := range patterns {
-			hp, err := compileHostPattern(pat)
-			if err != nil {
-				bad("catalog: %v", err)
-				continue
-			}
-			region := ""
-			if strings.Contains(e.Pattern, "<region>") {
-				region = regionOf(e.Pattern, pat)
-			}
-			c := &crow{
-				pat:       hp,
-				ports:     slices.Clone(e.Ports),
-				path:      e.Path,
-				offering:  src.offering,
-				feature:   src.feature,
-				source:    SourceCatalog,
-				tls:       e.Scheme == "https",
-				privateOK: p.privateOK(act),
-				featured:  src.feature != "",
-				order:     order,
-				entry:     ei,
-				region:    region,
-			}
-			order++
-			for _, port := range e.Ports {
-				c.names = append(c.names, pat+e.Path+":"+strconv.Itoa(port))
-			}
-			p.allow.add(c)
-			p.rules = append(p.rules, Rule{
-				Pattern: pat, Path: e.Path, Ports: slices.Clone(e.Ports), Scheme: e.Scheme,
-				Offering: src.offering, Feature: src.feature, When: src.row.When,
-				PrivateLink: src.row.PrivateLink, Section: src.row.Section,
-				Description: src.row.Description, Note: e.Note, Source: SourceCatalog,
-				Revisions: e.Revisions(), Clouds: e.Clouds(),
-			})
+		for _, pat := range p.entryPatterns(e, cfg, all, errs) {
+			p.addCatalogRow(e, ei, pat, act, src, order, errs)
 		}
 	}
 	if needRegion != "" {
-		bad("regions: none set, but the selected offerings need one for %s; set regions (e.g. eastus2)", needRegion)
+		errs.bad("regions: none set, but the selected offerings need one for %s; set regions (e.g. eastus2)", needRegion)
 	}
-	for _, a := range cfg.Allow {
-		if err := p.addUser(a, SourceAllow, "allow", &order, nil, attribution{}); err != nil {
-			errs = append(errs, err)
+}
+
+// entryPatterns returns the host patterns catalog entry e stands for: its
+// pattern with <region> expanded once per region, the configured
+// gateway.endpoint for the gateway endpoint row, or, for the wide
+// servicebus row with a servicebus allowlist, the list's names.
+func (p *Policy) entryPatterns(e *Entry, cfg Config, all bool, errs *problems) []string {
+	patterns := []string{e.Pattern}
+	if e.Pattern == PatternGatewayEndpoint {
+		patterns[0] = p.gateway
+	}
+	if strings.Contains(e.Pattern, "<region>") {
+		patterns = patterns[:0]
+		for _, r := range p.regions {
+			patterns = append(patterns, strings.ReplaceAll(e.Pattern, "<region>", r))
 		}
 	}
-	for _, d := range cfg.Deny {
-		if err := p.addDeny(d, &order); err != nil {
-			errs = append(errs, err)
+	if e.Pattern == "*.servicebus.windows.net" && cfg.ServicebusNames != nil && !all {
+		patterns = patterns[:0]
+		for _, n := range cfg.ServicebusNames {
+			h, ok := NormalizeHost(n)
+			if !ok || isIPForm(h) {
+				errs.bad("servicebus.allowlist_file: %q is not a host name", n)
+				continue
+			}
+			patterns = append(patterns, h)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	return patterns
+}
+
+// addCatalogRow adds the compiled row of pattern pat (from catalog entry
+// e, index ei; act its active spec rows, src its attribution) and its Rule.
+func (p *Policy) addCatalogRow(e *Entry, ei int, pat string, act []*SpecRow, src attribution, order *int, errs *problems) {
+	hp, err := compileHostPattern(pat)
+	if err != nil {
+		errs.bad("catalog: %v", err)
+		return
 	}
-	p.allow.sort()
-	p.deny.sort()
-	return p, nil
+	region := ""
+	if strings.Contains(e.Pattern, "<region>") {
+		region = regionOf(e.Pattern, pat)
+	}
+	c := &crow{
+		pat:       hp,
+		ports:     slices.Clone(e.Ports),
+		path:      e.Path,
+		offering:  src.offering,
+		feature:   src.feature,
+		source:    SourceCatalog,
+		tls:       e.Scheme == "https",
+		privateOK: p.privateOK(act),
+		featured:  src.feature != "",
+		order:     *order,
+		entry:     ei,
+		region:    region,
+	}
+	*order++
+	for _, port := range e.Ports {
+		c.names = append(c.names, pat+e.Path+":"+strconv.Itoa(port))
+	}
+	p.allow.add(c)
+	p.rules = append(p.rules, Rule{
+		Pattern: pat, Path: e.Path, Ports: slices.Clone(e.Ports), Scheme: e.Scheme,
+		Offering: src.offering, Feature: src.feature, When: src.row.When,
+		PrivateLink: src.row.PrivateLink, Section: src.row.Section,
+		Description: src.row.Description, Note: e.Note, Source: SourceCatalog,
+		Revisions: e.Revisions(), Clouds: e.Clouds(),
+	})
 }
 
 // regionOf returns the region that filled <region> in pattern to give name.

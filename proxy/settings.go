@@ -71,7 +71,7 @@ type Limits struct {
 }
 
 // Settings are everything the proxy reads per connection, typed and
-// validated by the caller (internal/config builds them from the config
+// validated by the caller (arcfence's config package builds them from the
 // keys); the proxy trusts them. Reload swaps a whole Settings.
 type Settings struct {
 	// Profiles pick the policy and mode of a client address; an address in

@@ -348,13 +348,46 @@ var tlsAccessDenied = []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31}
 func (t *tunnel) checkHello() (int64, error) {
 	bp := t.s.hellos.Get().(*[]byte)
 	defer t.s.hellos.Put(bp)
-	b := append((*bp)[:0], t.toOrigin...)
+	h := firstBytes{b: append((*bp)[:0], t.toOrigin...)}
+	if err := t.readHello(&h); err != nil {
+		return 0, err
+	}
+	if (!h.eof || len(h.b) > 0) && !t.helloAdmitted(h.sni, h.st) {
+		return 0, errRefused
+	}
+	var n int
+	var err error
+	if len(h.b) > 0 {
+		n, err = t.origin.Write(h.b)
+		t.s.m.addBytes(true, int64(n))
+	}
+	if err == nil && h.eof {
+		// The client closed its side right after its first bytes: relay
+		// finds the EOF again and half-closes the origin.
+		return int64(n), nil
+	}
+	return int64(n), err
+}
+
+// firstBytes is what readHello gathers of a tunnel's first bytes.
+type firstBytes struct {
+	b     []byte      // the bytes read (the parser's leftovers first)
+	sni   []byte      // the ClientHello's server name, when st is helloOK
+	st    helloStatus // what the bytes are
+	eof   bool        // the client closed its side
+	timed bool        // the hello deadline was armed
+}
+
+// readHello reads until h.b holds a whole ClientHello, bytes that are none,
+// or the client's EOF; the hello deadline (limits.header_timeout, armed at
+// the first byte, or at once on a TLS-only row) and the idle timeout bound
+// the wait. An error has aborted the tunnel.
+func (t *tunnel) readHello(h *firstBytes) error {
 	var scratch []byte
 	c := t.client
-	timed := false
 	arm := func() {
-		if !timed {
-			timed = true
+		if !h.timed {
+			h.timed = true
 			_ = c.SetReadDeadline(time.Now().Add(t.st.headerTO))
 		}
 	}
@@ -362,38 +395,33 @@ func (t *tunnel) checkHello() (int64, error) {
 		// Agents speak TLS first on these rows: the hello must come in time.
 		arm()
 	}
-	var (
-		sni []byte
-		st  helloStatus
-		eof bool
-	)
 	for {
-		sni, st = parseClientHello(b, scratch)
-		if st == helloNeedScratch {
+		h.sni, h.st = parseClientHello(h.b, scratch)
+		if h.st == helloNeedScratch {
 			scratch = make([]byte, 0, maxHelloBytes)
 			continue
 		}
-		if st != helloNeedMore {
+		if h.st != helloNeedMore {
 			break
 		}
-		if len(b) > 0 {
+		if len(h.b) > 0 {
 			arm()
 		}
-		if len(b) == cap(b) {
-			if cap(b) >= maxHelloBytes {
-				st = helloNotTLS
+		if len(h.b) == cap(h.b) {
+			if cap(h.b) >= maxHelloBytes {
+				h.st = helloNotTLS
 				break
 			}
-			b = append(make([]byte, 0, min(2*cap(b), maxHelloBytes)), b...)
+			h.b = append(make([]byte, 0, min(2*cap(h.b), maxHelloBytes)), h.b...)
 		}
-		idle := t.st.idleTO > 0 && !timed
+		idle := t.st.idleTO > 0 && !h.timed
 		if idle {
 			// No first bytes yet and no hello deadline: the idle timeout
 			// still bounds the wait (the other direction may be the active one).
 			_ = c.SetReadDeadline(time.Unix(0, t.lastActive.Load()).Add(t.st.idleTO))
 		}
-		k, err := c.Read(b[len(b):cap(b)])
-		b = b[:len(b)+k]
+		k, err := c.Read(h.b[len(h.b):cap(h.b)])
+		h.b = h.b[:len(h.b)+k]
 		if k > 0 && t.st.idleTO > 0 {
 			t.lastActive.Store(time.Now().UnixNano())
 		}
@@ -401,7 +429,7 @@ func (t *tunnel) checkHello() (int64, error) {
 			continue
 		}
 		if err == io.EOF {
-			eof = true
+			h.eof = true
 			break
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -410,44 +438,31 @@ func (t *tunnel) checkHello() (int64, error) {
 					continue
 				}
 				t.abort(false, errIdle.Error())
-				return 0, errIdle
+				return errIdle
 			}
 			t.abort(false, errHelloTO.Error())
-			return 0, errHelloTO
+			return errHelloTO
 		}
-		return 0, err
+		return err
 	}
-	if timed || t.st.idleTO > 0 {
+	if h.timed || t.st.idleTO > 0 {
 		_ = c.SetReadDeadline(time.Time{})
 	}
-	if !eof || len(b) > 0 {
-		switch st {
-		case helloNotTLS:
-			if t.dec.TLSOnly && !t.refuseInTunnel(policy.NotTLS) {
-				return 0, errRefused
-			}
-		case helloOK:
-			if sni != nil && !t.sniMatches(sni) && !t.refuseInTunnel(policy.SNIMismatch) {
-				return 0, errRefused
-			}
-		case helloSNIList:
-			if !t.refuseInTunnel(policy.SNIMismatch) {
-				return 0, errRefused
-			}
-		}
+	return nil
+}
+
+// helloAdmitted runs the not-tls and SNI checks on first bytes of status
+// st (sni: the hello's server name); false means the tunnel was refused.
+func (t *tunnel) helloAdmitted(sni []byte, st helloStatus) bool {
+	switch st {
+	case helloNotTLS:
+		return !t.dec.TLSOnly || t.refuseInTunnel(policy.NotTLS)
+	case helloOK:
+		return sni == nil || t.sniMatches(sni) || t.refuseInTunnel(policy.SNIMismatch)
+	case helloSNIList:
+		return t.refuseInTunnel(policy.SNIMismatch)
 	}
-	var n int
-	var err error
-	if len(b) > 0 {
-		n, err = t.origin.Write(b)
-		t.s.m.addBytes(true, int64(n))
-	}
-	if err == nil && eof {
-		// The client closed its side right after its first bytes: relay
-		// finds the EOF again and half-closes the origin.
-		return int64(n), nil
-	}
-	return int64(n), err
+	return true
 }
 
 // sniMatches reports whether a ClientHello's server name fits the tunnel:

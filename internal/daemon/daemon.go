@@ -152,35 +152,68 @@ func (d *Daemon) proxySettings(rt *config.Runtime, start bool) proxy.Settings {
 // are bound here, so an address in use is a start-up error.
 func (d *Daemon) build(rt *config.Runtime, sbBase servicebus.RefresherConfig) error {
 	// The DNS filter first: the proxy consults the addresses it hands out.
-	var learned proxy.LearnedAddrs
-	if rt.DNS.Listen != "" {
-		o := rt.DNS
-		o.Policy, o.Logger, o.Audit, o.Metrics = rt.Policy(), d.log, d.audit, d.m
-		f, err := dnsfilter.New(o)
-		if err != nil {
-			return fmt.Errorf("dns.listen %s: %w", rt.DNS.Listen, err)
-		}
-		learned = f
-		d.dnsAddr = f.Addr()
-		d.cleanups = append(d.cleanups, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = f.Shutdown(ctx)
-		})
-		d.ready.Expect("dns")
-		d.components = append(d.components, component{name: "dns", run: func(ctx context.Context) error {
-			d.ready.ListenerUp("dns")
-			defer d.ready.ListenerDown("dns")
-			return f.Run(ctx)
-		}})
-		d.reloads = append(d.reloads, func(r *config.Runtime) error {
-			f.SetMode(r.Mode())
-			f.SetDenyRcode(r.DNS.DenyRcode)
-			f.SetPolicy(r.Policy())
-			return nil
-		})
+	learned, err := d.buildDNS(rt)
+	if err != nil {
+		return err
 	}
+	if err := d.buildProxy(rt, learned); err != nil {
+		return err
+	}
+	if err := d.buildAdmin(rt); err != nil {
+		return err
+	}
+	d.sbChanged = make(chan struct{}, 1)
+	sb, err := newServicebusRefresher(rt, d.log, func() {
+		select {
+		case d.sbChanged <- struct{}{}:
+		default:
+		}
+	}, sbBase)
+	if err != nil {
+		return err
+	}
+	if sb != nil {
+		d.components = append(d.components, component{name: "servicebus", run: sb.Run})
+	}
+	return nil
+}
 
+// buildDNS binds the DNS filter when dns.listen is set; it returns the
+// filter as the proxy's learned addresses (nil when off).
+func (d *Daemon) buildDNS(rt *config.Runtime) (proxy.LearnedAddrs, error) {
+	if rt.DNS.Listen == "" {
+		return nil, nil
+	}
+	o := rt.DNS
+	o.Policy, o.Logger, o.Audit, o.Metrics = rt.Policy(), d.log, d.audit, d.m
+	f, err := dnsfilter.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("dns.listen %s: %w", rt.DNS.Listen, err)
+	}
+	d.dnsAddr = f.Addr()
+	d.cleanups = append(d.cleanups, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.Shutdown(ctx)
+	})
+	d.ready.Expect("dns")
+	d.components = append(d.components, component{name: "dns", run: func(ctx context.Context) error {
+		d.ready.ListenerUp("dns")
+		defer d.ready.ListenerDown("dns")
+		return f.Run(ctx)
+	}})
+	d.reloads = append(d.reloads, func(r *config.Runtime) error {
+		f.SetMode(r.Mode())
+		f.SetDenyRcode(r.DNS.DenyRcode)
+		f.SetPolicy(r.Policy())
+		return nil
+	})
+	return f, nil
+}
+
+// buildProxy creates the proxy and binds its listener (and the HTTPS
+// listener when tls.listen is set).
+func (d *Daemon) buildProxy(rt *config.Runtime, learned proxy.LearnedAddrs) error {
 	px, err := proxy.New(proxy.Options{Settings: d.proxySettings(rt, true), Logger: d.log, Audit: d.audit,
 		Metrics: d.m, LearnedAddrs: learned})
 	if err != nil {
@@ -206,67 +239,65 @@ func (d *Daemon) build(rt *config.Runtime, sbBase servicebus.RefresherConfig) er
 	}
 	d.ready.Expect("proxy")
 	d.components = append(d.components, component{name: "proxy", run: func(ctx context.Context) error {
-		errc := make(chan error, 2)
-		n := 1
-		go func() { errc <- px.Serve(ln) }()
-		if tlsLn != nil {
-			n++
-			go func() { errc <- px.ServeTLS(tlsLn, tlsCfg.TLSConfig()) }()
-		}
-		d.ready.ListenerUp("proxy")
-		var serr error
-		select {
-		case <-ctx.Done():
-		case serr = <-errc:
-			n--
-		}
-		d.ready.ListenerDown("proxy")
-		grace := d.rt.Load().ShutdownGrace
-		d.log.Info().Int("tunnels", px.ActiveTunnels()).Dur("grace", grace).Str("msg", "proxy draining").Send()
-		sctx, cancel := context.WithTimeout(context.Background(), grace)
-		defer cancel()
-		if err := px.Shutdown(sctx); err != nil {
-			d.log.Warn().Str("error", err.Error()).Str("msg", "shutdown grace over; remaining tunnels closed").Send()
-		}
-		for ; n > 0; n-- {
-			if err := <-errc; err != nil && serr == nil {
-				serr = err
-			}
-		}
-		return serr
+		return d.runProxy(ctx, px, ln, tlsLn, tlsCfg)
 	}})
 	d.reloads = append(d.reloads, func(r *config.Runtime) error {
 		return px.Reload(d.proxySettings(r, false))
 	})
+	return nil
+}
 
-	if rt.Admin.Listen != "" {
-		o := rt.Admin
-		o.Metrics, o.Ready, o.Learned, o.Logger = d.m, d.ready, d.audit.Learned, d.log
-		o.CurrentMode = func() string { return d.rt.Load().Mode().String() }
-		a, err := admin.New(o)
-		if err != nil {
-			return err
-		}
-		d.components = append(d.components, component{name: "admin", run: func(ctx context.Context) error {
-			<-ctx.Done()
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return a.Close(cctx)
-		}})
+// runProxy serves the proxy's listeners until ctx is done or one fails,
+// then drains its tunnels within limits.shutdown_grace.
+func (d *Daemon) runProxy(ctx context.Context, px *proxy.Server, ln, tlsLn net.Listener, tlsCfg *certs.Reloader) error {
+	errc := make(chan error, 2)
+	n := 1
+	go func() { errc <- px.Serve(ln) }()
+	if tlsLn != nil {
+		n++
+		go func() { errc <- px.ServeTLS(tlsLn, tlsCfg.TLSConfig()) }()
 	}
-	d.sbChanged = make(chan struct{}, 1)
-	sb, err := newServicebusRefresher(rt, d.log, func() {
-		select {
-		case d.sbChanged <- struct{}{}:
-		default:
+	d.ready.ListenerUp("proxy")
+	var serr error
+	select {
+	case <-ctx.Done():
+	case serr = <-errc:
+		n--
+	}
+	d.ready.ListenerDown("proxy")
+	grace := d.rt.Load().ShutdownGrace
+	d.log.Info().Int("tunnels", px.ActiveTunnels()).Dur("grace", grace).Str("msg", "proxy draining").Send()
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := px.Shutdown(sctx); err != nil {
+		d.log.Warn().Str("error", err.Error()).Str("msg", "shutdown grace over; remaining tunnels closed").Send()
+	}
+	for ; n > 0; n-- {
+		if err := <-errc; err != nil && serr == nil {
+			serr = err
 		}
-	}, sbBase)
+	}
+	return serr
+}
+
+// buildAdmin binds the admin listener when admin.listen is set.
+func (d *Daemon) buildAdmin(rt *config.Runtime) error {
+	if rt.Admin.Listen == "" {
+		return nil
+	}
+	o := rt.Admin
+	o.Metrics, o.Ready, o.Learned, o.Logger = d.m, d.ready, d.audit.Learned, d.log
+	o.CurrentMode = func() string { return d.rt.Load().Mode().String() }
+	a, err := admin.New(o)
 	if err != nil {
 		return err
 	}
-	if sb != nil {
-		d.components = append(d.components, component{name: "servicebus", run: sb.Run})
-	}
+	d.components = append(d.components, component{name: "admin", run: func(ctx context.Context) error {
+		<-ctx.Done()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return a.Close(cctx)
+	}})
 	return nil
 }
 
@@ -293,6 +324,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Watch before serving: a change made once the proxy answers is seen.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	changed, stopWatch := watch(d.src.File, d.log)
+	defer stopWatch()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(d.components))
 	for _, c := range d.components {
@@ -305,12 +342,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	changed, stopWatch := watch(d.src.File, d.log)
-	defer stopWatch()
 
 	// A reload reads and compiles off this loop (a read can block: a FIFO,
 	// a stale network mount), one at a time; a trigger during one is kept
