@@ -50,18 +50,49 @@ type Profile struct {
 	Mode Mode
 }
 
+// ProfileClients is a profile and the client prefixes it serves.
+type ProfileClients struct {
+	// Profile is the compiled profile.
+	Profile *Profile
+	// Clients are its client prefixes.
+	Clients []netip.Prefix
+}
+
 // Profiles picks the profile of a client address: the policy a connection
 // from that address is decided with. It is immutable once built.
 type Profiles struct {
 	def     *Profile
 	clients []netip.Prefix
+	list    []ProfileClients // file order; the default last
+	v4, v6  trie
 }
 
-// NewProfiles returns the profiles of a configuration whose one profile def
-// serves the clients in clients (masked prefixes; IPv4 as 4-byte
-// addresses). def must not be nil.
-func NewProfiles(def *Profile, clients []netip.Prefix) *Profiles {
-	return &Profiles{def: def, clients: clients}
+// NewProfiles returns the profiles of a configuration: def (the top-level
+// keys) serving clients, and the named profiles in file order. A source
+// address picks the first named profile whose clients contain it, else def
+// when clients contain it. Prefixes are masked; IPv4 as 4-byte addresses
+// (IPv4-mapped prefixes of /96 or longer are matched as IPv4). def must
+// not be nil; its clients may be empty (no default profile).
+func NewProfiles(def *Profile, clients []netip.Prefix, named ...ProfileClients) *Profiles {
+	ps := &Profiles{def: def, clients: clients}
+	ps.list = append(append(ps.list, named...), ProfileClients{Profile: def, Clients: clients})
+	ps.v4.init()
+	ps.v6.init()
+	for i, pc := range ps.list {
+		for _, p := range pc.Clients {
+			a, bits := p.Addr(), p.Bits()
+			if a.Is4In6() && bits >= 96 {
+				a, bits = a.Unmap(), bits-96
+			}
+			hi, lo := addrKey(a)
+			if a.Is4() {
+				ps.v4.insert(hi, lo, bits, int32(i))
+			} else {
+				ps.v6.insert(hi, lo, bits, int32(i))
+			}
+		}
+	}
+	return ps
 }
 
 // Default returns the profile of the top-level keys.
@@ -71,15 +102,107 @@ func (ps *Profiles) Default() *Profile { return ps.def }
 // must not modify the slice.
 func (ps *Profiles) Clients() []netip.Prefix { return ps.clients }
 
-// For returns the profile that decides for a connection from a, and false
-// when a is in no profile's clients (client-not-allowed). IPv4-mapped IPv6
-// addresses are matched as IPv4.
-func (ps *Profiles) For(a netip.Addr) (*Profile, bool) {
-	a = a.Unmap()
-	for _, p := range ps.clients {
-		if p.Contains(a) {
-			return ps.def, true
+// List returns every profile with its clients: the named ones in file
+// order, then the default. The caller must not modify it.
+func (ps *Profiles) List() []ProfileClients { return ps.list }
+
+// Named returns the profile called name (DefaultProfile for the top-level
+// keys), and false when there is none.
+func (ps *Profiles) Named(name string) (*Profile, bool) {
+	for _, pc := range ps.list {
+		if pc.Profile.Name == name {
+			return pc.Profile, true
 		}
 	}
 	return nil, false
+}
+
+// For returns the profile that decides for a connection from a, and false
+// when a is in no profile's clients (client-not-allowed). IPv4-mapped IPv6
+// addresses are matched as IPv4. It walks at most one trie path (32 or 128
+// bits) and does not allocate.
+func (ps *Profiles) For(a netip.Addr) (*Profile, bool) {
+	a = a.Unmap()
+	if !a.IsValid() {
+		return nil, false
+	}
+	hi, lo := addrKey(a)
+	var i int32
+	if a.Is4() {
+		i = ps.v4.lookup(hi, lo, 32)
+	} else {
+		i = ps.v6.lookup(hi, lo, 128)
+	}
+	if i < 0 {
+		return nil, false
+	}
+	return ps.list[i].Profile, true
+}
+
+// addrKey returns a's bits, most significant first, left-aligned in hi, lo.
+func addrKey(a netip.Addr) (hi, lo uint64) {
+	if a.Is4() {
+		b := a.As4()
+		return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32, 0
+	}
+	b := a.As16()
+	for i := 0; i < 8; i++ {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[8+i])
+	}
+	return hi, lo
+}
+
+// trie is a binary trie of prefixes; each node holds the lowest profile
+// index among the prefixes ending there (-1 = none), so a lookup takes the
+// lowest index on its path: file order wins, not the longest prefix.
+type trie struct{ nodes []trieNode }
+
+type trieNode struct {
+	child [2]int32 // 0 = none (the root is never a child)
+	best  int32
+}
+
+func (t *trie) init() { t.nodes = []trieNode{{best: -1}} }
+
+// bit returns bit i (0 = most significant) of hi, lo.
+func bit(hi, lo uint64, i int) int {
+	if i < 64 {
+		return int(hi >> (63 - i) & 1)
+	}
+	return int(lo >> (127 - i) & 1)
+}
+
+func (t *trie) insert(hi, lo uint64, bits int, idx int32) {
+	n := int32(0)
+	for i := 0; i < bits; i++ {
+		b := bit(hi, lo, i)
+		c := t.nodes[n].child[b]
+		if c == 0 {
+			c = int32(len(t.nodes))
+			t.nodes = append(t.nodes, trieNode{best: -1})
+			t.nodes[n].child[b] = c
+		}
+		n = c
+	}
+	if nb := t.nodes[n].best; nb < 0 || idx < nb {
+		t.nodes[n].best = idx
+	}
+}
+
+func (t *trie) lookup(hi, lo uint64, bits int) int32 {
+	nodes := t.nodes
+	n := int32(0)
+	best := nodes[0].best
+	for i := 0; i < bits; i++ {
+		c := nodes[n].child[bit(hi, lo, i)]
+		if c == 0 {
+			break
+		}
+		n = c
+		if nb := nodes[n].best; nb >= 0 && (best < 0 || nb < best) {
+			best = nb
+		}
+	}
+	return best
 }

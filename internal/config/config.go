@@ -70,6 +70,46 @@ type Config struct {
 	Admin Admin `mapstructure:"admin" yaml:"admin" json:"admin"`
 	// Log holds log.*.
 	Log Log `mapstructure:"log" yaml:"log" json:"log"`
+	// Profiles are per-client selections, in file order (the first whose
+	// clients contain a source address decides for it).
+	Profiles []Profile `mapstructure:"profiles" yaml:"profiles" json:"profiles"`
+}
+
+// Profile is one entry of profiles: a group of clients with its own
+// selection. Offerings, Features and Allow are the profile's own (not
+// inherited); Deny is added to the top-level deny; the other policy keys
+// are inherited from the top level when unset (nil list, "" string).
+type Profile struct {
+	// Name is [a-z0-9-], 1-32 characters, unique, not "default".
+	Name string `mapstructure:"name" yaml:"name" json:"name"`
+	// Clients are the profile's CIDRs (a bare address is a /32 or /128); required.
+	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients"`
+	// Mode is "enforce" or "learn"; "" = the top-level mode.
+	Mode string `mapstructure:"mode" yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Regions replace the top-level regions when set.
+	Regions []string `mapstructure:"regions" yaml:"regions,omitempty" json:"regions,omitempty"`
+	// Offerings are the profile's offerings (not inherited).
+	Offerings []string `mapstructure:"offerings" yaml:"offerings" json:"offerings"`
+	// Features are the profile's features (not inherited).
+	Features []string `mapstructure:"features" yaml:"features" json:"features"`
+	// Phase replaces the top-level phase when set.
+	Phase string `mapstructure:"phase" yaml:"phase,omitempty" json:"phase,omitempty"`
+	// Allow are the profile's extra entries (not inherited).
+	Allow []string `mapstructure:"allow" yaml:"allow" json:"allow"`
+	// Deny are refused in this profile in addition to the top-level deny.
+	Deny []string `mapstructure:"deny" yaml:"deny" json:"deny"`
+	// DataServices replaces data_services when its mode is set.
+	DataServices DataServices `mapstructure:"data_services" yaml:"data_services,omitempty" json:"data_services,omitempty"`
+	// VMware replaces vmware when its vcenter is set.
+	VMware VMware `mapstructure:"vmware" yaml:"vmware,omitempty" json:"vmware,omitempty"`
+	// SCVMM replaces scvmm when its server is set.
+	SCVMM SCVMM `mapstructure:"scvmm" yaml:"scvmm,omitempty" json:"scvmm,omitempty"`
+}
+
+// GlobalOnlyKeys are the top-level keys a profile may not set.
+func GlobalOnlyKeys() []string {
+	return []string{"listen", "tls", "allow_ranges", "resolver", "sni", "limits", "dns", "admin",
+		"log", "servicebus", "catalog", "cloud", "profiles"}
 }
 
 // DataServices is data_services.*.
@@ -202,10 +242,39 @@ func Default() Config {
 			MaxTunnelsPerClient: 5000,
 			ShutdownGrace:       30 * time.Second,
 		},
-		DNS:   DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000},
-		Admin: Admin{Listen: "127.0.0.1:9090", Clients: []string{}, Hosts: []string{}},
-		Log:   Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
+		DNS:      DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000},
+		Admin:    Admin{Listen: "127.0.0.1:9090", Clients: []string{}, Hosts: []string{}},
+		Log:      Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
+		Profiles: []Profile{},
 	}
+}
+
+// ProfilePolicy returns the policy part of profile p: the top-level
+// policy keys (c.Policy, so every key added there is inherited), with the
+// profile's own selection (offerings, features, allow), its deny added to
+// the top-level deny, and the inherited keys it sets replaced.
+func (c *Config) ProfilePolicy(p *Profile) policy.Config {
+	pc := c.Policy()
+	pc.Offerings, pc.Features, pc.Allow = p.Offerings, p.Features, p.Allow
+	pc.Deny = append(append([]string{}, c.Deny...), p.Deny...)
+	if p.Regions != nil {
+		pc.Regions = p.Regions
+	}
+	if p.Phase != "" {
+		pc.Phase = p.Phase
+	}
+	if p.DataServices.Mode != "" {
+		pc.DataServicesMode = p.DataServices.Mode
+	}
+	if p.VMware.VCenter != "" {
+		pc.VCenter = p.VMware.VCenter
+	}
+	if p.SCVMM.Server != "" {
+		pc.SCVMMServer = p.SCVMM.Server
+	}
+	// Inherited keys added to Profile (e.g. connection, gateway) are
+	// replaced here, one line each.
+	return pc
 }
 
 // Policy returns the policy part of the configuration.
