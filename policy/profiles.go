@@ -119,8 +119,8 @@ func (ps *Profiles) Named(name string) (*Profile, bool) {
 
 // For returns the profile that decides for a connection from a, and false
 // when a is in no profile's clients (client-not-allowed). IPv4-mapped IPv6
-// addresses are matched as IPv4. It walks at most one trie path (32 or 128
-// bits) and does not allocate.
+// addresses are matched as IPv4. It reads at most 8 (IPv4) or 32 (IPv6)
+// trie nodes and does not allocate.
 func (ps *Profiles) For(a netip.Addr) (*Profile, bool) {
 	a = a.Unmap()
 	if !a.IsValid() {
@@ -153,56 +153,78 @@ func addrKey(a netip.Addr) (hi, lo uint64) {
 	return hi, lo
 }
 
-// trie is a binary trie of prefixes; each node holds the lowest profile
-// index among the prefixes ending there (-1 = none), so a lookup takes the
-// lowest index on its path: file order wins, not the longest prefix.
+// trie is a multibit trie (4 bits a level) of prefixes. Each slot holds
+// the lowest profile index among the prefixes that cover it (-1 = none),
+// so a lookup takes the lowest index on its path: file order wins, not the
+// longest prefix. A lookup reads at most 8 (IPv4) or 32 (IPv6) nodes.
 type trie struct{ nodes []trieNode }
 
-type trieNode struct {
-	child [2]int32 // 0 = none (the root is never a child)
+// trieNode is one level: 16 slots, one per value of the next 4 bits.
+type trieNode [16]struct {
+	child int32 // 0 = none (the root is never a child)
 	best  int32
 }
 
-func (t *trie) init() { t.nodes = []trieNode{{best: -1}} }
+func (t *trie) init() { t.nodes = []trieNode{newTrieNode()} }
 
-// bit returns bit i (0 = most significant) of hi, lo.
-func bit(hi, lo uint64, i int) int {
-	if i < 64 {
-		return int(hi >> (63 - i) & 1)
+func newTrieNode() trieNode {
+	var n trieNode
+	for i := range n {
+		n[i].best = -1
 	}
-	return int(lo >> (127 - i) & 1)
+	return n
 }
 
+// nibble returns the 4 bits of hi, lo starting at bit i (a multiple of 4;
+// 0 = most significant).
+func nibble(hi, lo uint64, i int) int {
+	if i < 64 {
+		return int(hi >> (60 - i) & 15)
+	}
+	return int(lo >> (124 - i) & 15)
+}
+
+// insert records profile idx for the prefix of the first bits bits of hi, lo.
 func (t *trie) insert(hi, lo uint64, bits int, idx int32) {
-	n := int32(0)
-	for i := 0; i < bits; i++ {
-		b := bit(hi, lo, i)
-		c := t.nodes[n].child[b]
+	n, depth := int32(0), 0
+	for ; bits-depth > 4; depth += 4 {
+		e := nibble(hi, lo, depth)
+		c := t.nodes[n][e].child
 		if c == 0 {
 			c = int32(len(t.nodes))
-			t.nodes = append(t.nodes, trieNode{best: -1})
-			t.nodes[n].child[b] = c
+			t.nodes = append(t.nodes, newTrieNode())
+			t.nodes[n][e].child = c
 		}
 		n = c
 	}
-	if nb := t.nodes[n].best; nb < 0 || idx < nb {
-		t.nodes[n].best = idx
+	// The last 0-4 bits cover the slots that share them.
+	r := bits - depth
+	first := 0
+	if r > 0 {
+		first = nibble(hi, lo, depth) &^ (1<<(4-r) - 1)
+	}
+	for e := first; e < first+1<<(4-r); e++ {
+		if b := t.nodes[n][e].best; b < 0 || idx < b {
+			t.nodes[n][e].best = idx
+		}
 	}
 }
 
+// lookup returns the lowest profile index whose prefix covers the first
+// bits bits of hi, lo, or -1.
 func (t *trie) lookup(hi, lo uint64, bits int) int32 {
 	nodes := t.nodes
+	best := int32(-1)
 	n := int32(0)
-	best := nodes[0].best
-	for i := 0; i < bits; i++ {
-		c := nodes[n].child[bit(hi, lo, i)]
-		if c == 0 {
+	for depth := 0; depth < bits; depth += 4 {
+		s := &nodes[n][nibble(hi, lo, depth)]
+		if b := s.best; b >= 0 && (best < 0 || b < best) {
+			best = b
+		}
+		if s.child == 0 {
 			break
 		}
-		n = c
-		if nb := nodes[n].best; nb >= 0 && (best < 0 || nb < best) {
-			best = nb
-		}
+		n = s.child
 	}
 	return best
 }
