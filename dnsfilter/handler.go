@@ -408,7 +408,7 @@ func (f *Filter) countDecision(d policy.Decision, viaCNAME bool) {
 	c := f.decCounters[k]
 	f.decMu.RUnlock()
 	if c == nil {
-		c = f.metrics.Decisions.WithLabelValues(k.verdict.String(), k.reason.String(), k.offering, audit.ComponentDNS)
+		c = f.metrics.Decisions.WithLabelValues(k.verdict.String(), k.reason.String(), k.offering, audit.ComponentDNS, policy.DefaultProfile)
 		f.decMu.Lock()
 		if len(f.decCounters) < 1024 { // offerings and reasons are few; bound it anyway
 			f.decCounters[k] = c

@@ -122,21 +122,24 @@ func (ps *Profiles) Named(name string) (*Profile, bool) {
 // addresses are matched as IPv4. It reads at most 8 (IPv4) or 32 (IPv6)
 // trie nodes and does not allocate.
 func (ps *Profiles) For(a netip.Addr) (*Profile, bool) {
-	a = a.Unmap()
-	if !a.IsValid() {
-		return nil, false
-	}
-	hi, lo := addrKey(a)
-	var i int32
-	if a.Is4() {
-		i = ps.v4.lookup(hi, lo, 32)
-	} else {
-		i = ps.v6.lookup(hi, lo, 128)
-	}
+	i := ps.Index(a)
 	if i < 0 {
 		return nil, false
 	}
 	return ps.list[i].Profile, true
+}
+
+// Index is For as an index into List, -1 for no profile.
+func (ps *Profiles) Index(a netip.Addr) int {
+	a = a.Unmap()
+	if !a.IsValid() {
+		return -1
+	}
+	hi, lo := addrKey(a)
+	if a.Is4() {
+		return int(ps.v4.lookup(hi, lo, 32))
+	}
+	return int(ps.v6.lookup(hi, lo, 128))
 }
 
 // addrKey returns a's bits, most significant first, left-aligned in hi, lo.

@@ -33,6 +33,7 @@ const (
 	FieldReason    = "reason"
 	FieldComponent = "component"
 	FieldMode      = "mode"
+	FieldProfile   = "profile"
 	FieldCount     = "count"
 	FieldFirstSeen = "first_seen"
 	FieldLastSeen  = "last_seen"
@@ -114,6 +115,10 @@ type Event struct {
 	Reason policy.Reason
 	// Mode is the running mode, "enforce" or "learn".
 	Mode string
+	// Profile is the name of the profile that decided ("" = none: the
+	// client is in no profile, or the component does not pick one). It is
+	// part of the folding key.
+	Profile string
 	// Proceeded is true when learn mode let the destination through: the
 	// line then says "would deny".
 	Proceeded bool
@@ -186,6 +191,7 @@ type key struct {
 	kind      uint8 // kindRefusal or kindUpstream (which reuses fields: see there)
 	proceeded bool
 	mode      string
+	profile   string
 }
 
 // entry is a key's state within its window.
@@ -310,7 +316,7 @@ func NewWithOptions(logger zerolog.Logger, o Options) *Log {
 // Log made by New, or after Close, it writes the line itself.
 func (l *Log) Refused(ev Event) {
 	l.record(key{component: ev.Component, client: ev.Client, host: ev.Host, port: ev.Port,
-		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded}, ev.Path, ev.Conn)
+		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded, profile: ev.Profile}, ev.Path, ev.Conn)
 }
 
 // UpstreamFailed records one failed exchange with a DNS upstream, at warn
@@ -606,6 +612,9 @@ func writeKeyFields(e *zerolog.Event, k key) {
 		Str(FieldReason, k.reason.String()).
 		Str(FieldComponent, k.component).
 		Str(FieldMode, k.mode)
+	if k.profile != "" {
+		e.Str(FieldProfile, k.profile)
+	}
 }
 
 // Close writes every pending line, the summaries of open windows included,
