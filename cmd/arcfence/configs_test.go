@@ -172,13 +172,13 @@ func TestExplainDoneWhen(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	want := []explainLine{
-		{Host: "eastus2.dp.kubernetesconfiguration.azure.com", Port: 443, Verdict: "deny", Reason: "not-in-allowlist"},
-		{Host: "x.his.arc.azure.com", Port: 443, Verdict: "allow", Rule: "*.his.arc.azure.com:443", Offering: "servers"},
-		{Host: "management.azure.com", Port: 22, Verdict: "deny", Reason: "port-not-allowed"},
-		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist"},
-		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist"},
-		{Host: "management.azure.com", Port: 443, Verdict: "allow", Rule: "management.azure.com:443", Offering: "servers"},
-		{Host: "host", Port: 0, Verdict: "deny", Reason: "invalid-port"},
+		{Host: "eastus2.dp.kubernetesconfiguration.azure.com", Port: 443, Verdict: "deny", Reason: "not-in-allowlist", Profile: "default"},
+		{Host: "x.his.arc.azure.com", Port: 443, Verdict: "allow", Rule: "*.his.arc.azure.com:443", Offering: "servers", Profile: "default"},
+		{Host: "management.azure.com", Port: 22, Verdict: "deny", Reason: "port-not-allowed", Profile: "default"},
+		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist", Profile: "default"},
+		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist", Profile: "default"},
+		{Host: "management.azure.com", Port: 443, Verdict: "allow", Rule: "management.azure.com:443", Offering: "servers", Profile: "default"},
+		{Host: "host", Port: 0, Verdict: "deny", Reason: "invalid-port", Profile: "default"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines:\n%s", len(lines), out)

@@ -17,11 +17,20 @@ the effective configuration as YAML. Exit non-zero with every problem listed
 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, p, err := loadPolicy(cmd)
+			rt, err := config.FromFlags(cmd.Flags()).Runtime()
 			if err != nil {
 				return err
 			}
-			out := effective{Config: cfg, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions()}
+			p := rt.Policy()
+			out := effective{Config: rt.Config, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions()}
+			for _, pc := range rt.Profiles.List() {
+				ep := effectiveProfile{Name: pc.Profile.Name, Clients: []string{}, Mode: pc.Profile.Mode.String(),
+					Offerings: pc.Profile.Policy.Selected(), Regions: pc.Profile.Policy.Regions(), Rules: len(pc.Profile.Policy.Rules())}
+				for _, c := range pc.Clients {
+					ep.Clients = append(ep.Clients, c.String())
+				}
+				out.Profiles = append(out.Profiles, ep)
+			}
 			enc := yaml.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent(2)
 			defer enc.Close()
@@ -39,4 +48,18 @@ type effective struct {
 	Offerings []string       `yaml:"effective_offerings"`
 	Regions   []string       `yaml:"effective_regions"`
 	Rules     int            `yaml:"effective_rules"`
+	// Profiles are every profile's effective selection, in the order a
+	// source address is matched (the named ones in file order, then the
+	// default; a default without clients serves no one).
+	Profiles []effectiveProfile `yaml:"effective_profiles"`
+}
+
+// effectiveProfile is one profile's effective selection.
+type effectiveProfile struct {
+	Name      string   `yaml:"name"`
+	Clients   []string `yaml:"clients"`
+	Mode      string   `yaml:"mode"`
+	Offerings []string `yaml:"offerings"`
+	Regions   []string `yaml:"regions"`
+	Rules     int      `yaml:"rules"`
 }

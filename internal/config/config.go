@@ -277,6 +277,21 @@ func (c *Config) ProfilePolicy(p *Profile) policy.Config {
 	return pc
 }
 
+// PolicyOf returns the policy part of the profile called name
+// (policy.DefaultProfile: the top-level keys), and false when there is
+// no such profile.
+func (c *Config) PolicyOf(name string) (policy.Config, bool) {
+	if name == policy.DefaultProfile {
+		return c.Policy(), true
+	}
+	for i := range c.Profiles {
+		if c.Profiles[i].Name == name {
+			return c.ProfilePolicy(&c.Profiles[i]), true
+		}
+	}
+	return policy.Config{}, false
+}
+
 // Policy returns the policy part of the configuration.
 func (c *Config) Policy() policy.Config {
 	return policy.Config{

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+const siteProfiles = "../../configs/site-profiles.yaml"
+
+// TestExplainProfiles: --client picks the profile as the proxy would,
+// --profile by name; every line names its profile.
+func TestExplainProfiles(t *testing.T) {
+	cases := []struct {
+		args             []string
+		dest             string
+		verdict, profile string
+		reason, offering string
+	}{
+		{[]string{"--client", "10.0.5.10"}, "mcr.microsoft.com", "allow", "appliance", "", "resource-bridge"},
+		{[]string{"--client", "10.0.1.1"}, "mcr.microsoft.com", "deny", "default", "not-in-allowlist", ""},
+		{[]string{"--client", "10.0.1.1"}, "gbl.his.arc.azure.com", "allow", "default", "", "servers"},
+		{[]string{"--client", "::ffff:10.1.0.7"}, "eastus2.dp.kubernetesconfiguration.azure.com", "allow", "cluster", "", "kubernetes"},
+		{[]string{"--client", "192.0.2.1"}, "gbl.his.arc.azure.com", "deny", "", "client-not-allowed", ""},
+		{[]string{"--profile", "cluster"}, "mcr.microsoft.com", "allow", "cluster", "", "kubernetes"},
+		{nil, "mcr.microsoft.com", "deny", "default", "not-in-allowlist", ""},
+	}
+	for _, c := range cases {
+		args := append([]string{"explain", "--config", siteProfiles}, c.args...)
+		out, err := run(t, append(args, c.dest)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		var l explainLine
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatalf("%v: %v: %q", args, err, out)
+		}
+		if l.Verdict != c.verdict || l.Profile != c.profile || l.Reason != c.reason || l.Offering != c.offering {
+			t.Errorf("explain %v %s = %+v; want %s profile %q reason %q offering %q", c.args, c.dest, l, c.verdict, c.profile, c.reason, c.offering)
+		}
+	}
+	if out, err := run(t, "explain", "--config", siteProfiles, "--profile", "nosuch", "x.example"); err == nil || !strings.Contains(err.Error(), `unknown profile "nosuch"`) {
+		t.Errorf("unknown profile: %v %s", err, out)
+	}
+	if _, err := run(t, "explain", "--config", siteProfiles, "--profile", "cluster", "--client", "10.0.0.1", "x.example"); err == nil {
+		t.Error("--client with --profile: no error")
+	}
+}
+
+// TestCatalogProfiles: --profile prints one profile's allowlist; squid and
+// azure-firewall without it render every profile bound to its clients.
+func TestCatalogProfiles(t *testing.T) {
+	out, err := run(t, "catalog", "--config", siteProfiles, "--profile", "cluster", "--format", "hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "mcr.microsoft.com\n") || strings.Contains(out, "guestconfiguration") {
+		t.Errorf("catalog --profile cluster: want kubernetes rows only:\n%s", out)
+	}
+	sq, err := run(t, "catalog", "--config", siteProfiles, "--format", "squid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every profile's src ACL, then its allow lines and a deny of its
+	// clients, in file order, the default last; deny all at the end.
+	var order []int
+	for _, want := range []string{
+		"acl arcfence_appliance_src src 10.0.5.10/32\n", "http_access deny arcfence_appliance_src\n",
+		"acl arcfence_management_src src 10.0.9.20/32\n", "http_access deny arcfence_management_src\n",
+		"acl arcfence_cluster_src src 10.1.0.0/24\n", "http_access allow arcfence_cluster_src arcfence_CONNECT arcfence_port_443 arcfence_cluster_443_names\n",
+		"http_access deny arcfence_cluster_src\n",
+		"acl arcfence_default_src src 10.0.0.0/16\n", "http_access deny arcfence_default_src\n",
+		"http_access deny all\n",
+	} {
+		i := strings.Index(sq, want)
+		if i < 0 {
+			t.Fatalf("squid: no %q in:\n%s", want, sq)
+		}
+		order = append(order, i)
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] {
+			t.Errorf("squid: lines out of order at %d", i)
+		}
+	}
+	afw, err := run(t, "catalog", "--config", siteProfiles, "--format", "azure-firewall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g afwDoc
+	if err := json.Unmarshal([]byte(afw), &g); err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]string{}
+	for _, c := range g.Properties.RuleCollections {
+		for _, r := range c.Rules {
+			sources[r.Name] = strings.Join(r.SourceAddresses, ",")
+		}
+	}
+	for name, want := range map[string]string{
+		"arcfence-appliance-https-443": "10.0.5.10/32,10.0.5.11/32",
+		"arcfence-cluster-https-443":   "10.1.0.0/24",
+		"arcfence-default-https-443":   "10.0.0.0/16",
+	} {
+		if sources[name] != want {
+			t.Errorf("azure-firewall rule %s: sourceAddresses %q, want %q (rules: %v)", name, sources[name], want, sources)
+		}
+	}
+}
+
+// afwDoc is the part of an Azure Firewall rule collection group the tests read.
+type afwDoc struct {
+	Properties struct {
+		RuleCollections []struct {
+			Rules []struct {
+				Name            string   `json:"name"`
+				SourceAddresses []string `json:"sourceAddresses"`
+			} `json:"rules"`
+		} `json:"ruleCollections"`
+	} `json:"properties"`
+}
+
+// TestValidateProfiles: config validate prints each profile's effective
+// selection.
+func TestValidateProfiles(t *testing.T) {
+	out, err := run(t, "config", "validate", "--config", siteProfiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"effective_profiles:", "  - name: appliance\n    clients:\n      - 10.0.5.10/32", "  - name: cluster\n    clients:\n      - 10.1.0.0/24\n    mode: learn\n    offerings:\n      - kubernetes", "  - name: default\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate: no %q in:\n%s", want, out)
+		}
+	}
+}
