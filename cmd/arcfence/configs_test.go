@@ -78,6 +78,7 @@ func TestConfigErrors(t *testing.T) {
 		{"not-yaml.yaml", `config file testdata/config/not-yaml.yaml`},
 		{"dns-upstream-name.yaml", `dns.upstream: "dns.corp.example:53" is not IP:port`},
 		{"no-clients-no-profiles.yaml", `clients: empty and no profiles`},
+		{"bad-dns-profiles.yaml", `dns.profiles: unknown value "per-client"; expected one of union, client`},
 		{"profile-no-name.yaml", `profiles[0].name: required`},
 		{"profile-bad-name.yaml", `profiles[Appliance_VM].name: "Appliance_VM": use 1-32 of a-z, 0-9 and -`},
 		{"profile-default-name.yaml", `profiles[default].name: "default" is the top-level keys' profile`},

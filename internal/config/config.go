@@ -187,6 +187,10 @@ type DNS struct {
 	// AdmitLearnedAddresses lets the proxy admit IP-literal CONNECTs to
 	// addresses the filter handed out for allowed names.
 	AdmitLearnedAddresses bool `mapstructure:"admit_learned_addresses" yaml:"admit_learned_addresses" json:"admit_learned_addresses"`
+	// Profiles is "union" (a name any profile admits is answered) or
+	// "client" (the query's source picks the profile; a source in no
+	// profile is refused).
+	Profiles string `mapstructure:"profiles" yaml:"profiles" json:"profiles"`
 }
 
 // Admin is admin.*.
@@ -242,7 +246,7 @@ func Default() Config {
 			MaxTunnelsPerClient: 5000,
 			ShutdownGrace:       30 * time.Second,
 		},
-		DNS:      DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000},
+		DNS:      DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000, Profiles: "union"},
 		Admin:    Admin{Listen: "127.0.0.1:9090", Clients: []string{}, Hosts: []string{}},
 		Log:      Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
 		Profiles: []Profile{},

@@ -205,6 +205,11 @@ func Build(c *Config) (*Runtime, error) {
 	if c.DNS.CacheSize < 0 {
 		b.bad("dns.cache_size: negative; use 0 for no cache")
 	}
+	switch c.DNS.Profiles {
+	case "union", "client":
+	default:
+		b.bad("dns.profiles: unknown value %q; expected one of union, client", c.DNS.Profiles)
+	}
 	if c.DNS.AdmitLearnedAddresses && c.DNS.Listen == "" {
 		b.bad("dns.admit_learned_addresses: needs the DNS filter on (dns.listen)")
 	}
@@ -280,6 +285,8 @@ func Build(c *Config) (*Runtime, error) {
 		DenyRcode: rcode,
 		CacheSize: c.DNS.CacheSize,
 		Mode:      mode,
+		Profiles:  r.Profiles,
+		ByClient:  c.DNS.Profiles == "client",
 	}
 	r.Admin = admin.Options{Listen: c.Admin.Listen, Clients: adminClients, Hosts: c.Admin.Hosts, Pprof: c.Admin.Pprof, Mode: mode.String()}
 	r.Log = LogSettings{Level: level, Console: c.Log.Format == "console", FoldWindow: c.Log.FoldWindow}

@@ -177,6 +177,7 @@ func (d *Daemon) build(rt *config.Runtime, sbBase servicebus.RefresherConfig) er
 			f.SetMode(r.Mode())
 			f.SetDenyRcode(r.DNS.DenyRcode)
 			f.SetPolicy(r.Policy())
+			f.SetProfiles(r.DNS.Profiles, r.DNS.ByClient)
 			return nil
 		})
 	}
