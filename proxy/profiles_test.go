@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/arcfence/arcfence/policy"
 )
 
@@ -152,5 +154,47 @@ func TestProfilesReload(t *testing.T) {
 	_, _, resp = connectFrom(t, e, "127.0.0.1", target)
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("default after reload: %s, want 403", resp.Status)
+	}
+}
+
+// TestProfilesWebsocket: a websocket client (gorilla, which CONNECTs for
+// ws:// through a proxy) is decided with its profile, and the lines name
+// the profile. The absolute-form upgrade path shares precheck with plain
+// HTTP (TestProfilesPlain).
+func TestProfilesWebsocket(t *testing.T) {
+	leakCheck(t)
+	e := profileEnv(t)
+	e.plainOrigin("plain.arcfence.test", wsEcho())
+	for _, c := range []struct {
+		src, profile string
+		ok           bool
+	}{{"127.0.0.1", "default", true}, {"127.0.0.2", "appliance", false}} {
+		d := websocket.Dialer{
+			Proxy:            http.ProxyURL(e.url),
+			HandshakeTimeout: wait,
+			NetDial: func(network, addr string) (net.Conn, error) {
+				return (&net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.src)}}).Dial(network, addr)
+			},
+		}
+		// ws:// through an HTTP proxy is sent as a CONNECT by gorilla; the
+		// plain.arcfence.test:80 entry admits it for the default profile.
+		ws, resp, err := d.Dial("ws://plain.arcfence.test/ws", nil)
+		if !c.ok {
+			if err == nil {
+				_ = ws.Close()
+				t.Fatalf("from %s: websocket admitted, want a refusal", c.src)
+			}
+			e.logs.find(t, map[string]any{"msg": "denied", "client": c.src, "host": "plain.arcfence.test", "port": 80, "profile": c.profile})
+			continue
+		}
+		if err != nil {
+			t.Fatalf("from %s: %v", c.src, err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("from %s: %s", c.src, resp.Status)
+		}
+		exchange(t, ws, 0, 20)
+		_ = ws.Close()
+		e.logs.find(t, map[string]any{"msg": msgTunnelClosed, "client": c.src, "host": "plain.arcfence.test", "profile": c.profile})
 	}
 }
