@@ -51,6 +51,16 @@ func connectFrom(t *testing.T, e *env, src, target string) (net.Conn, *bufio.Rea
 	return c, br, resp
 }
 
+// admittedFrom CONNECTs from src and fails unless the answer is 200.
+func admittedFrom(t *testing.T, e *env, src, target string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, br, resp := connectFrom(t, e, src, target)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT %s from %s: %s", target, src, resp.Status)
+	}
+	return c, br
+}
+
 // tunnelEchoes checks that a tunnel carries bytes both ways.
 func tunnelEchoes(t *testing.T, c net.Conn, br *bufio.Reader) {
 	t.Helper()
@@ -70,25 +80,19 @@ func TestProfilesConnect(t *testing.T) {
 	e := profileEnv(t)
 	const target = "raw.arcfence.test:443"
 
-	c, br, resp := connectFrom(t, e, "127.0.0.1", target)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("default profile: %s", resp.Status)
-	}
+	c, br := admittedFrom(t, e, "127.0.0.1", target)
 	tunnelEchoes(t, c, br)
 	_ = c.Close()
 	e.logs.find(t, map[string]any{"msg": "tunnel closed", "client": "127.0.0.1", "host": "raw.arcfence.test", "profile": "default"})
 
-	_, _, resp = connectFrom(t, e, "127.0.0.2", target)
+	_, _, resp := connectFrom(t, e, "127.0.0.2", target)
 	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Arcfence-Reason") != "not-in-allowlist" {
 		t.Fatalf("appliance profile: %s %q, want 403 not-in-allowlist", resp.Status, resp.Header.Get("X-Arcfence-Reason"))
 	}
 	e.logs.find(t, map[string]any{"msg": "denied", "client": "127.0.0.2", "host": "raw.arcfence.test", "reason": "not-in-allowlist", "profile": "appliance", "mode": "enforce"})
 
 	// A profile in learn mode while the rest enforce.
-	c, br, resp = connectFrom(t, e, "127.0.0.4", target)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("learner profile: %s", resp.Status)
-	}
+	c, br = admittedFrom(t, e, "127.0.0.4", target)
 	tunnelEchoes(t, c, br)
 	e.logs.find(t, map[string]any{"msg": "would deny", "client": "127.0.0.4", "host": "raw.arcfence.test", "profile": "learner", "mode": "learn"})
 
@@ -132,10 +136,7 @@ func TestProfilesReload(t *testing.T) {
 	leakCheck(t)
 	e := profileEnv(t)
 	const target = "raw.arcfence.test:443"
-	old, oldBR, resp := connectFrom(t, e, "127.0.0.1", target)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("before reload: %s", resp.Status)
-	}
+	old, oldBR := admittedFrom(t, e, "127.0.0.1", target)
 	// The reload moves raw.arcfence.test from the default profile to
 	// the appliance profile.
 	cfg := e.cfg
@@ -146,12 +147,9 @@ func TestProfilesReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	tunnelEchoes(t, old, oldBR) // the tunnel opened before the reload still carries bytes
-	c, br, resp := connectFrom(t, e, "127.0.0.2", target)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("appliance after reload: %s", resp.Status)
-	}
+	c, br := admittedFrom(t, e, "127.0.0.2", target)
 	tunnelEchoes(t, c, br)
-	_, _, resp = connectFrom(t, e, "127.0.0.1", target)
+	_, _, resp := connectFrom(t, e, "127.0.0.1", target)
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("default after reload: %s, want 403", resp.Status)
 	}
