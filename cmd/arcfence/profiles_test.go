@@ -2,8 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 const siteProfiles = "../../configs/site-profiles.yaml"
@@ -132,4 +137,124 @@ func TestValidateProfiles(t *testing.T) {
 			t.Errorf("validate: no %q in:\n%s", want, out)
 		}
 	}
+}
+
+// TestLearnReportProfiles: learn report groups refusals by profile; its
+// yaml, merged into the config by profile name, admits every destination
+// for the client that was refused.
+func TestLearnReportProfiles(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "site.yaml")
+	base := `regions: [eastus2]
+clients: [10.0.0.0/16]
+offerings: [servers]
+profiles:
+  - name: appliance
+    clients: [10.0.5.10/32]
+    offerings: [resource-bridge]
+  - name: cluster
+    clients: [10.1.0.0/24]
+    offerings: [servers]
+    mode: learn
+`
+	if err := os.WriteFile(cfgFile, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused := []struct{ client, profile, dest string }{
+		{"10.1.0.5", "cluster", "mcr.microsoft.com:443"},
+		{"10.1.0.5", "cluster", "eastus2.dp.kubernetesconfiguration.azure.com:443"},
+		{"10.0.5.10", "appliance", "api.example.net:443"},
+		{"10.0.1.5", "default", "files.example.org:443"},
+	}
+	var logs strings.Builder
+	for _, r := range refused {
+		host, port, _ := strings.Cut(r.dest, ":")
+		fmt.Fprintf(&logs, `{"level":"warn","host":%q,"port":%s,"client":%q,"reason":"not-in-allowlist","component":"proxy","mode":"enforce","profile":%q,"msg":"denied"}`+"\n",
+			host, port, r.client, r.profile)
+	}
+	logFile := filepath.Join(dir, "arcfence.log")
+	if err := os.WriteFile(logFile, []byte(logs.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refused {
+		if v := explainVerdict(t, cfgFile, r.client, r.dest); v != "deny" {
+			t.Fatalf("before: %s from %s is %s", r.dest, r.client, v)
+		}
+	}
+	out, err := run(t, "learn", "report", "--config", cfgFile, "--format", "yaml", logFile)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	type keys struct {
+		Name      string   `yaml:"name"`
+		Offerings []string `yaml:"offerings"`
+		Features  []string `yaml:"features"`
+		Regions   []string `yaml:"regions"`
+		Allow     []string `yaml:"allow"`
+	}
+	var sug struct {
+		keys     `yaml:",inline"`
+		Profiles []keys `yaml:"profiles"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &sug); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(sug.Profiles) != 2 {
+		t.Fatalf("want suggestions for appliance and cluster:\n%s", out)
+	}
+	// Merge by name.
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(base), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(m map[string]any, k keys) {
+		for key, v := range map[string][]string{"offerings": k.Offerings, "features": k.Features, "regions": k.Regions, "allow": k.Allow} {
+			if v != nil {
+				m[key] = v
+			}
+		}
+	}
+	apply(cfg, sug.keys)
+	for _, sp := range sug.Profiles {
+		found := false
+		for _, p := range cfg["profiles"].([]any) {
+			if pm := p.(map[string]any); pm["name"] == sp.Name {
+				apply(pm, sp)
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("suggestion for unknown profile %q", sp.Name)
+		}
+	}
+	merged, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, merged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refused {
+		if v := explainVerdict(t, cfgFile, r.client, r.dest); v != "allow" {
+			t.Errorf("after merging: %s from %s is %s\n%s", r.dest, r.client, v, merged)
+		}
+	}
+	// The cluster's rows were not widened to the default profile.
+	if v := explainVerdict(t, cfgFile, "10.0.1.5", "mcr.microsoft.com:443"); v != "deny" {
+		t.Errorf("mcr.microsoft.com from a server: %s, want deny (the suggestion belongs to the cluster profile)", v)
+	}
+}
+
+// explainVerdict is explain --client's verdict for dest.
+func explainVerdict(t *testing.T, cfg, client, dest string) string {
+	t.Helper()
+	out, err := run(t, "explain", "--config", cfg, "--client", client, dest)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var l explainLine
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatal(err)
+	}
+	return l.Verdict
 }

@@ -253,47 +253,71 @@ func Default() Config {
 	}
 }
 
-// ProfilePolicy returns the policy part of profile p: the top-level
-// policy keys (c.Policy, so every key added there is inherited), with the
-// profile's own selection (offerings, features, allow), its deny added to
-// the top-level deny, and the inherited keys it sets replaced.
+// ProfilePolicy returns the policy part of profile p (Flatten's).
 func (c *Config) ProfilePolicy(p *Profile) policy.Config {
-	pc := c.Policy()
-	pc.Offerings, pc.Features, pc.Allow = p.Offerings, p.Features, p.Allow
-	pc.Deny = append(append([]string{}, c.Deny...), p.Deny...)
+	f := c.flatten(p)
+	return f.Policy()
+}
+
+// Flatten returns the configuration whose top-level keys are the profile
+// called name (policy.DefaultProfile: the top-level keys) and that has no
+// profiles, and false when there is no such profile.
+func (c *Config) Flatten(name string) (Config, bool) {
+	if name == policy.DefaultProfile {
+		f := *c
+		f.Profiles = nil
+		return f, true
+	}
+	for i := range c.Profiles {
+		if c.Profiles[i].Name == name {
+			return c.flatten(&c.Profiles[i]), true
+		}
+	}
+	return Config{}, false
+}
+
+// flatten applies the inheritance of profiles (the one home of it): the
+// top-level keys (so every key added there is inherited), with p's own
+// selection (offerings, features, allow) and clients, p's deny added to
+// the top-level deny, and the inherited keys p sets replaced.
+func (c *Config) flatten(p *Profile) Config {
+	f := *c
+	f.Profiles = nil
+	f.Clients = p.Clients
+	f.Offerings, f.Features, f.Allow = p.Offerings, p.Features, p.Allow
+	f.Deny = append(append([]string{}, c.Deny...), p.Deny...)
+	if p.Mode != "" {
+		f.Mode = p.Mode
+	}
 	if p.Regions != nil {
-		pc.Regions = p.Regions
+		f.Regions = p.Regions
 	}
 	if p.Phase != "" {
-		pc.Phase = p.Phase
+		f.Phase = p.Phase
 	}
 	if p.DataServices.Mode != "" {
-		pc.DataServicesMode = p.DataServices.Mode
+		f.DataServices = p.DataServices
 	}
 	if p.VMware.VCenter != "" {
-		pc.VCenter = p.VMware.VCenter
+		f.VMware = p.VMware
 	}
 	if p.SCVMM.Server != "" {
-		pc.SCVMMServer = p.SCVMM.Server
+		f.SCVMM = p.SCVMM
 	}
 	// Inherited keys added to Profile (e.g. connection, gateway) are
 	// replaced here, one line each.
-	return pc
+	return f
 }
 
 // PolicyOf returns the policy part of the profile called name
 // (policy.DefaultProfile: the top-level keys), and false when there is
 // no such profile.
 func (c *Config) PolicyOf(name string) (policy.Config, bool) {
-	if name == policy.DefaultProfile {
-		return c.Policy(), true
+	f, ok := c.Flatten(name)
+	if !ok {
+		return policy.Config{}, false
 	}
-	for i := range c.Profiles {
-		if c.Profiles[i].Name == name {
-			return c.ProfilePolicy(&c.Profiles[i]), true
-		}
-	}
-	return policy.Config{}, false
+	return f.Policy(), true
 }
 
 // Policy returns the policy part of the configuration.
