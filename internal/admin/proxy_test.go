@@ -55,7 +55,7 @@ func startWorld(t *testing.T, mode string, allow []string) *world {
 	p := rt.Policy()
 	logger := zerolog.New(zerolog.NewTestWriter(t))
 	m := metrics.New()
-	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Metrics: m, Hint: audit.PolicyHint(func() *policy.Policy { return p })})
+	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Metrics: m, Hint: audit.PolicyHint(func(string) *policy.Policy { return p })})
 	ready := admin.NewReadiness(m)
 	ready.Expect("proxy")
 	ready.Loaded(rt.Hash, time.Now())

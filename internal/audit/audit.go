@@ -163,8 +163,9 @@ type Options struct {
 	// (usually the running policy's Hint, loaded from an atomic pointer so
 	// reloads apply). It is called from the Log's goroutine only, once per
 	// line, for not-in-allowlist, port-not-allowed and path-not-allowed.
-	// nil means no hint fields.
-	Hint func(policy.Dest) policy.Hint
+	// nil means no hint fields. profile is the refusing profile's name
+	// ("" for none), so a named profile's line hints from its own policy.
+	Hint func(profile string, d policy.Dest) policy.Hint
 	// MaxLearned bounds the learned set of would-be-refused destinations
 	// (learn mode); 0 means DefaultMaxLearned.
 	MaxLearned int
@@ -248,7 +249,7 @@ type Log struct {
 	window     time.Duration // <= 0: no folding
 	maxKeys    int
 	maxPending int
-	hint       func(policy.Dest) policy.Hint
+	hint       func(string, policy.Dest) policy.Hint
 	m          *metrics.Metrics
 	now        func() time.Time
 
@@ -485,7 +486,7 @@ func (l *Log) run() {
 func (l *Log) emit(r *record) {
 	var h policy.Hint
 	if l.hint != nil && r.kind != recUnitemized && r.k.kind == kindRefusal && hinted(r.k.reason) {
-		h = l.hint(policy.Dest{Host: r.k.host, Port: r.k.port, Path: r.path, Plain: r.path != ""})
+		h = l.hint(r.k.profile, policy.Dest{Host: r.k.host, Port: r.k.port, Path: r.path, Plain: r.path != ""})
 	}
 	if r.k.proceeded && r.kind != recUnitemized {
 		n := r.count
@@ -576,7 +577,7 @@ func (l *Log) writeDirect(k key, path, conn string) {
 		e.Str(FieldConn, conn)
 	}
 	if l.hint != nil && k.kind == kindRefusal && hinted(k.reason) {
-		writeHint(e, l.hint(policy.Dest{Host: k.host, Port: k.port, Path: path, Plain: path != ""}))
+		writeHint(e, l.hint(k.profile, policy.Dest{Host: k.host, Port: k.port, Path: path, Plain: path != ""}))
 	}
 	finish(e, k)
 }

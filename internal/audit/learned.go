@@ -142,12 +142,13 @@ func (l *Log) Learned() Learned {
 var hintPorts = [...]int{443, 80, 8084}
 
 // PolicyHint returns an Options.Hint asking the policy that current returns
-// at the time of the line (so a reload applies; current may return nil,
-// meaning no hint). For a destination without a port (a DNS refusal) it
-// tries the ports catalog rows use: 443, 80, then 8084.
-func PolicyHint(current func() *policy.Policy) func(policy.Dest) policy.Hint {
-	return func(d policy.Dest) policy.Hint {
-		p := current()
+// for the line's profile at the time of the line (so a reload applies;
+// current may return nil, meaning no hint). For a destination without a
+// port (a DNS refusal) it tries the ports catalog rows use: 443, 80, then
+// 8084.
+func PolicyHint(current func(profile string) *policy.Policy) func(string, policy.Dest) policy.Hint {
+	return func(profile string, d policy.Dest) policy.Hint {
+		p := current(profile)
 		if p == nil {
 			return policy.Hint{}
 		}

@@ -235,7 +235,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 		Current: Additions{Offerings: slices.Clone(cfg.Offerings), Features: slices.Clone(cfg.Features),
 			Regions: slices.Clone(cfg.Regions), Allow: slices.Clone(cfg.Allow)}}
 	rep.Current.normalize()
-	hint := audit.PolicyHint(func() *policy.Policy { return base })
+	hint := audit.PolicyHint(func(string) *policy.Policy { return base })
 
 	var todo []int // items still to admit
 	for _, g := range c.Groups() {
@@ -252,7 +252,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 				break
 			}
 			todo = append(todo, len(rep.Items))
-			h := hint(dest(g))
+			h := hint("", dest(g))
 			switch {
 			case h.Found() && h.Revision != "":
 				it.Note = fmt.Sprintf("%s (%s, section %q), not in catalog revision %s; read 'arcfence catalog diff --from %s --to %s' "+
@@ -304,7 +304,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 			if err != nil || decide(np, it.Group).Allowed() {
 				break
 			}
-			h := audit.PolicyHint(func() *policy.Policy { return np })(dest(it.Group))
+			h := audit.PolicyHint(func(string) *policy.Policy { return np })("", dest(it.Group))
 			if h.Feature == "" || h.Offering != "" || h.Region != "" || slices.Contains(next.Features, h.Feature) {
 				break
 			}
