@@ -258,3 +258,25 @@ func explainVerdict(t *testing.T, cfg, client, dest string) string {
 	}
 	return l.Verdict
 }
+
+// TestProfileFlag: check and agent-config take --profile; an unknown name
+// is an error naming the profiles.
+func TestProfileFlag(t *testing.T) {
+	out, err := run(t, "agent-config", "--config", siteProfiles, "--profile", "cluster", "--proxy-url", "http://127.0.0.1:3128")
+	if err != nil || !strings.Contains(out, "az connectedk8s connect") || strings.Contains(out, "azcmagent config set") {
+		t.Errorf("agent-config --profile cluster: %v\n%s", err, out)
+	}
+	out, err = run(t, "agent-config", "--config", siteProfiles, "--proxy-url", "http://127.0.0.1:3128")
+	if err != nil || !strings.Contains(out, "azcmagent config set") || strings.Contains(out, "az connectedk8s connect") {
+		t.Errorf("agent-config (default profile): %v\n%s", err, out)
+	}
+	for _, cmd := range [][]string{
+		{"check", "--config", siteProfiles, "--profile", "nosuch"},
+		{"agent-config", "--config", siteProfiles, "--profile", "nosuch", "--proxy-url", "http://127.0.0.1:3128"},
+		{"catalog", "--config", siteProfiles, "--profile", "nosuch"},
+	} {
+		if _, err := run(t, cmd...); err == nil || !strings.Contains(err.Error(), `unknown profile "nosuch"; the configuration has appliance, management, cluster, default`) {
+			t.Errorf("%v: %v", cmd, err)
+		}
+	}
+}
