@@ -200,29 +200,31 @@ squid -N -f "$SQ/squid.conf" > "$SQ/run.log" 2>&1 &
 SQUID_PID=$!
 wait_port "$PORT" "$SQUID_PID" || { cat "$SQ/run.log" "$SQ/cache.log" 2>/dev/null | tail -30; fail "squid did not start"; }
 
-# connect_code URL: the proxy's answer to the CONNECT (https) or the request (http)
+# code SRC URL: the proxy's answer to the CONNECT (https) or the request (http),
+# sent from the loopback address SRC ("" = the default source)
 code() {
-  local url=$1
-  case "$url" in
-    https://*) curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PORT" -w '%{http_connect}' "$url" || true ;;
-    *)         curl -s -o /dev/null --max-time 20 -x "http://127.0.0.1:$PORT" -w '%{http_code}' "$url" || true ;;
-  esac
+  local src=$1 url=$2 fmt='%{http_code}' iface=()
+  [ -n "$src" ] && iface=(--interface "$src")
+  case "$url" in https://*) fmt='%{http_connect}' ;; esac
+  curl -s -o /dev/null --max-time 20 "${iface[@]}" -x "http://127.0.0.1:$PORT" -w "$fmt" "$url" || true
 }
-expect() { # expect allow|deny URL: Squid's answer against the expectation and arcfence explain
-  local got want dest
-  got=$(code "$2")
-  case "$2" in
-    https://*) dest=${2#https://}; dest=${dest%%/*}; case "$dest" in *:*) ;; *) dest="$dest:443" ;; esac ;;
-    *)         dest=$2 ;;
+verdict() { # verdict CONFIG SRC allow|deny URL: Squid's answer to SRC against the expectation and arcfence explain (--client SRC)
+  local cfg=$1 src=$2 got want dest client=()
+  [ -n "$src" ] && client=(--client "$src")
+  got=$(code "$src" "$4")
+  case "$4" in
+    https://*) dest=${4#https://}; dest=${dest%%/*}; case "$dest" in *:*) ;; *) dest="$dest:443" ;; esac ;;
+    *)         dest=$4 ;;
   esac
-  want=$("$AF" explain --config "$TMP/arcfence.yaml" "$dest" | sed -n 's/.*"verdict":"\([a-z]*\)".*/\1/p')
-  [ "$want" = "$1" ] || fail "arcfence explain $dest says $want; the test expects $1"
-  case "$1" in
-    deny)  [ "$got" = "403" ] || fail "squid: $2 answered $got; arcfence denies it (want 403)" ;;
-    allow) [ "$got" != "403" ] && [ "$got" != "000" ] || fail "squid: $2 answered $got; arcfence admits it (want a DNS failure, not 403)" ;;
+  want=$("$AF" explain --config "$cfg" "${client[@]}" "$dest" | sed -n 's/.*"verdict":"\([a-z]*\)".*/\1/p')
+  [ "$want" = "$3" ] || fail "arcfence explain ${client[*]} $dest says $want; the test expects $3"
+  case "$3" in
+    deny)  [ "$got" = "403" ] || fail "squid: $4 ${src:+from $src }answered $got; arcfence denies it (want 403)" ;;
+    allow) [ "$got" != "403" ] && [ "$got" != "000" ] || fail "squid: $4 ${src:+from $src }answered $got; arcfence admits it (want a DNS failure, not 403)" ;;
   esac
-  say "  $1 $2 (squid $got, arcfence $want)"
+  say "  ${src:+$src }$3 $4 (squid $got, arcfence $want)"
 }
+expect() { verdict "$TMP/arcfence.yaml" "" "$@"; }
 say "live squid checks, each compared with arcfence explain"
 expect allow https://eastus2.his.arc.azure.com/
 expect allow https://a.b.his.arc.azure.com/
@@ -248,4 +250,49 @@ if grep -q 'arcfence_deny' "$SQ/arcfence.conf"; then
 else
   say "  (catalog does not hand the deny entries to the export: pas.windows.net not checked)"
 fi
+
+# Profiles (issue 15): the fragment rendered for every profile, each bound to
+# its clients, parses, and a live Squid answers each source address as
+# arcfence explain --client does.
+cat > "$TMP/profiles.yaml" <<'YAML'
+listen: 127.0.0.1:3128
+regions: [eastus2]
+clients: [127.0.0.0/8]
+offerings: [servers]
+deny: [pas.windows.net]
+catalog: {revision: "2024-01"}
+profiles:
+  - name: cluster
+    clients: [127.0.0.2]
+    offerings: [kubernetes]
+    features: [cluster-connect]
+YAML
+"$AF" catalog --config "$TMP/profiles.yaml" --format squid > "$SQ/profiles.conf" || fail "catalog --format squid with profiles"
+grep -q '^acl arcfence_cluster_src src 127.0.0.2/32$' "$SQ/profiles.conf" || fail "squid: no src ACL for profile cluster"
+"$AF" catalog --config "$TMP/profiles.yaml" --format azure-firewall > "$TMP/profiles.afw" || fail "catalog --format azure-firewall with profiles"
+grep -q '"127.0.0.2/32"' "$TMP/profiles.afw" || fail "azure-firewall: no sourceAddresses for profile cluster"
+mkconf "$SQ/profiles.conf" > "$SQ/squid-profiles.conf"
+say "squid -k parse (profiles)"
+if ! timeout 60 squid -k parse -f "$SQ/squid-profiles.conf" > "$SQ/parse-profiles.log" 2>&1; then
+  cat "$SQ/parse-profiles.log"; fail "squid -k parse rejects the profiles fragment"
+fi
+if grep -E 'ERROR|FATAL' "$SQ/parse-profiles.log"; then fail "squid -k parse reports errors (profiles)"; fi
+
+say "restarting squid with the profiles fragment"
+kill "$SQUID_PID" 2>/dev/null || true
+for _ in $(seq 1 100); do kill -0 "$SQUID_PID" 2>/dev/null || break; sleep 0.1; done
+kill -9 "$SQUID_PID" 2>/dev/null || true
+rm -f "$SQ/cache.log" "$SQ/access.log" "$SQ/squid.pid"
+squid -N -f "$SQ/squid-profiles.conf" > "$SQ/run-profiles.log" 2>&1 &
+SQUID_PID=$!
+wait_port "$PORT" "$SQUID_PID" || { cat "$SQ/run-profiles.log" "$SQ/cache.log" 2>/dev/null | tail -30; fail "squid did not start (profiles)"; }
+expect_from() { verdict "$TMP/profiles.yaml" "$@"; } # expect_from SRC allow|deny URL
+expect_from 127.0.0.1 allow https://x.guestconfiguration.azure.com/
+expect_from 127.0.0.2 deny  https://x.guestconfiguration.azure.com/
+expect_from 127.0.0.2 allow https://eastus2.his.arc.azure.com/
+expect_from 127.0.0.2 allow https://eastus2.dp.kubernetesconfiguration.azure.com/
+expect_from 127.0.0.1 deny  https://eastus2.dp.kubernetesconfiguration.azure.com/
+expect_from 127.0.0.1 deny  https://pas.windows.net/
+expect_from 127.0.0.2 allow https://management.azure.com/
+expect_from 127.0.0.2 deny  https://evil.example.com/
 say "ok"

@@ -136,7 +136,7 @@ grep -q "\"$APP\"" "$TMP/learned.json" && grep -q "\"$K8S\"" "$TMP/learned.json"
   || fail "/learned lacks the destinations: $(cat "$TMP/learned.json")"
 grep -q '"offering_hint": "kubernetes"' "$TMP/learned.json" || fail "/learned has no kubernetes hint: $(cat "$TMP/learned.json")"
 curl -s --max-time 5 "$ADMIN/metrics" >"$TMP/metrics.txt" || fail "/metrics"
-grep -q '^arcfence_decisions_total{component="proxy",offering="",reason="not-in-allowlist",verdict="deny"} 7$' "$TMP/metrics.txt" \
+grep -q '^arcfence_decisions_total{component="proxy",offering="",profile="default",reason="not-in-allowlist",verdict="deny"} 7$' "$TMP/metrics.txt" \
   || fail "/metrics: $(grep '^arcfence_decisions_total' "$TMP/metrics.txt")"
 stop_serve
 grep -q "\"host\":\"$K8S\".*\"offering_hint\":\"kubernetes\".*\"msg\":\"would deny\"" "$TMP/learn.log" \

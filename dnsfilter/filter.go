@@ -117,6 +117,13 @@ type Options struct {
 	CacheSize int
 	// Policy decides which names are answered. Required.
 	Policy *policy.Policy
+	// Profiles, when set with more than the default profile, decide
+	// instead of Policy (dns.profiles): a name any profile admits is
+	// answered (union), or, with ByClient, the query's source address picks
+	// the profile as for the proxy and a source in no profile is refused.
+	Profiles *policy.Profiles
+	// ByClient is dns.profiles client (see Profiles).
+	ByClient bool
 	// Mode is the filter's mode: learn forwards names the allowlist lacks
 	// and logs them as "would deny".
 	Mode policy.Mode
@@ -159,6 +166,8 @@ type settings struct {
 	pol       *policy.Policy
 	learn     bool
 	denyRcode int
+	profiles  *policy.Profiles // nil: pol decides
+	byClient  bool
 }
 
 // Filter is a running (or ready to run) DNS filter. Its methods are safe for
@@ -210,6 +219,7 @@ func New(opts Options) (*Filter, error) {
 		return nil, errors.New("dnsfilter: dns.listen is empty")
 	}
 	st := &settings{pol: opts.Policy, learn: opts.Mode == policy.ModeLearn, denyRcode: opts.DenyRcode.rcode()}
+	st.profiles, st.byClient = profilesOf(opts.Profiles, opts.ByClient)
 	ups, err := parseUpstreams(opts.Upstreams, opts.ResolvConf)
 	if err != nil {
 		return nil, err
@@ -369,6 +379,28 @@ func (f *Filter) SetPolicy(p *policy.Policy) {
 		old := f.set.Load()
 		n := *old
 		n.pol = p
+		if f.set.CompareAndSwap(old, &n) {
+			return
+		}
+	}
+}
+
+// profilesOf returns the profiles that decide, nil when the default
+// profile alone does (Policy decides then).
+func profilesOf(ps *policy.Profiles, byClient bool) (*policy.Profiles, bool) {
+	if ps == nil || len(ps.List()) < 2 {
+		return nil, false
+	}
+	return ps, byClient
+}
+
+// SetProfiles replaces the profiles (and dns.profiles) used for new
+// queries (on reload); see Options.Profiles.
+func (f *Filter) SetProfiles(ps *policy.Profiles, byClient bool) {
+	for {
+		old := f.set.Load()
+		n := *old
+		n.profiles, n.byClient = profilesOf(ps, byClient)
 		if f.set.CompareAndSwap(old, &n) {
 			return
 		}

@@ -81,7 +81,7 @@ func TestAllowedAnsweredWhole(t *testing.T) {
 			})
 		}
 	}
-	if got := waitCount(e.metrics.Decisions.WithLabelValues("allow", "", "servers", "dns"), 8); got < 8 {
+	if got := waitCount(e.metrics.Decisions.WithLabelValues("allow", "", "servers", "dns", "default"), 8); got < 8 {
 		t.Errorf("allow decisions counted %v", got)
 	}
 	if got := waitCount(e.metrics.DNSQueries.WithLabelValues("NOERROR"), 8); got < 8 {
@@ -135,7 +135,7 @@ func TestDeniedGetsRcodeAndEDE(t *testing.T) {
 					t.Errorf("refusal log lacks %s:\n%s", want, logs)
 				}
 			}
-			if got := waitCount(e.metrics.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "dns"), 4); got < 4 {
+			if got := waitCount(e.metrics.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "dns", "default"), 4); got < 4 {
 				t.Errorf("deny decisions counted %v", got)
 			}
 			if got := waitCount(e.metrics.DNSQueries.WithLabelValues(dns.RcodeToString[tc.want]), 4); got < 4 {

@@ -93,22 +93,30 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 
 	st := f.set.Load()
 	now := f.now().UnixNano()
-	d := st.pol.DecideName(qs.Name)
+	d, learn, profile, known := st.decide(qs.Name, w.RemoteAddr())
+	if !known {
+		f.countDecision(d, false, "")
+		f.audit.Refused(audit.Event{Component: audit.ComponentDNS, Client: clientIP(w.RemoteAddr()), Host: d.Host,
+			QType: typeName(qs.Qtype), Reason: d.Reason, Mode: modeName(st.learn)})
+		f.writeRefusal(&q, st.denyRcode, f.tails.blocked[d.Reason])
+		return
+	}
 	viaCNAME := false
 	if !d.Allowed() && d.Reason == policy.NotInAllowlist && f.cnames.has(d.Host, now) {
 		viaCNAME = true
 	}
-	f.countDecision(d, viaCNAME)
+	f.countDecision(d, viaCNAME, profile)
 	allowed := d.Allowed() || viaCNAME
 	if !allowed {
-		proceed := st.learn && d.Reason.Learnable()
+		proceed := learn && d.Reason.Learnable()
 		f.audit.Refused(audit.Event{
 			Component: audit.ComponentDNS,
 			Client:    clientIP(w.RemoteAddr()),
 			Host:      d.Host,
 			QType:     typeName(qs.Qtype),
 			Reason:    d.Reason,
-			Mode:      modeName(st.learn),
+			Mode:      modeName(learn),
+			Profile:   profile,
 			Proceeded: proceed,
 		})
 		if !proceed {
@@ -396,19 +404,19 @@ func (f *Filter) pack(q *query, m *dns.Msg) {
 	}
 }
 
-func (f *Filter) countDecision(d policy.Decision, viaCNAME bool) {
+func (f *Filter) countDecision(d policy.Decision, viaCNAME bool, profile string) {
 	if f.metrics == nil {
 		return
 	}
-	k := decisionKey{verdict: d.Verdict, reason: d.Reason, offering: d.Offering}
+	k := decisionKey{verdict: d.Verdict, reason: d.Reason, offering: d.Offering, profile: profile}
 	if viaCNAME {
-		k = decisionKey{verdict: policy.Allow}
+		k = decisionKey{verdict: policy.Allow, profile: profile}
 	}
 	f.decMu.RLock()
 	c := f.decCounters[k]
 	f.decMu.RUnlock()
 	if c == nil {
-		c = f.metrics.Decisions.WithLabelValues(k.verdict.String(), k.reason.String(), k.offering, audit.ComponentDNS)
+		c = f.metrics.Decisions.WithLabelValues(k.verdict.String(), k.reason.String(), k.offering, audit.ComponentDNS, k.profile)
 		f.decMu.Lock()
 		if len(f.decCounters) < 1024 { // offerings and reasons are few; bound it anyway
 			f.decCounters[k] = c
@@ -423,6 +431,7 @@ type decisionKey struct {
 	verdict  policy.Verdict
 	reason   policy.Reason
 	offering string
+	profile  string
 }
 
 func modeName(learn bool) string {
@@ -437,6 +446,49 @@ func typeName(t uint16) string {
 		return s
 	}
 	return dns.Type(t).String()
+}
+
+// decide decides a question name: with the policy, or the profiles
+// (dns.profiles union: the first profile that admits it, refusals by the
+// default profile's policy; client: the source's profile). It returns the
+// mode and profile name that apply, and false when the source is in no
+// profile (dns.profiles client; d is then client-not-allowed).
+func (st *settings) decide(name string, from net.Addr) (d policy.Decision, learn bool, profile string, known bool) {
+	if st.profiles == nil {
+		return st.pol.DecideName(name), st.learn, policy.DefaultProfile, true
+	}
+	if st.byClient {
+		p, ok := st.profiles.For(clientAddr(from))
+		if !ok {
+			d = st.pol.DecideName(name)
+			return policy.Decision{Verdict: policy.Deny, Reason: policy.ClientNotAllowed, Host: d.Host}, st.learn, "", false
+		}
+		return p.Policy.DecideName(name), p.Mode == policy.ModeLearn, p.Name, true
+	}
+	for _, pc := range st.profiles.List() {
+		if d := pc.Profile.Policy.DecideName(name); d.Allowed() {
+			return d, st.learn, pc.Profile.Name, true
+		}
+	}
+	return st.pol.DecideName(name), st.learn, "", true
+}
+
+// clientAddr returns the IP address of a query's source (IPv4-mapped
+// addresses as IPv4).
+func clientAddr(a net.Addr) netip.Addr {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		return v.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return v.AddrPort().Addr().Unmap()
+	case nil:
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func clientIP(a net.Addr) string {

@@ -62,13 +62,78 @@ type afwRule struct {
 // grouped), and a network rule collection for address entries. What Azure
 // Firewall cannot express is said in the rules' descriptions.
 func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) error {
-	prio := opts.Priority
+	return writeAzureFirewallScopes(w, []afwScope{{rules: rules, opts: opts}}, opts.Priority)
+}
+
+// afwScope is one allowlist of a rule collection group: the whole group's
+// (any source), or one profile's, bound to its clients.
+type afwScope struct {
+	name    string   // profile name; "" = the single allowlist
+	clients []string // sourceAddresses; nil = "*"
+	rules   []policy.Rule
+	opts    Options
+}
+
+// afwSet is one scope's rules, by collection.
+type afwSet struct{ denyApp, denyNet, app, netw []afwRule }
+
+// writeAzureFirewallScopes writes the rule collection group of one or more
+// scopes: their deny rules in the deny collections, their allow rules in
+// the allow collections, each rule bound to its scope's sources.
+func writeAzureFirewallScopes(w *bufio.Writer, scopes []afwScope, prio int) error {
 	if prio == 0 {
 		prio = 300
 	}
 	if prio < 100 || prio > 64980 {
 		return fmt.Errorf("azure firewall priority %d: expected 100..64980 (the collections take priority..priority+20)", prio)
 	}
+	var all afwSet
+	for _, sc := range scopes {
+		set, err := afwRules(sc.rules, sc.opts)
+		if err != nil {
+			return err
+		}
+		for _, list := range []*[]afwRule{&set.denyApp, &set.denyNet, &set.app, &set.netw} {
+			for i := range *list {
+				r := &(*list)[i]
+				if sc.name != "" {
+					r.Name = "arcfence-" + sc.name + strings.TrimPrefix(r.Name, "arcfence")
+					r.Description = "Profile " + sc.name + ": " + r.Description
+				}
+				if sc.clients != nil {
+					r.SourceAddresses = sc.clients
+				}
+			}
+		}
+		all.denyApp = append(all.denyApp, set.denyApp...)
+		all.denyNet = append(all.denyNet, set.denyNet...)
+		all.app = append(all.app, set.app...)
+		all.netw = append(all.netw, set.netw...)
+	}
+	group := afwGroup{Properties: afwGroupProps{Priority: prio, RuleCollections: []afwCollection{}}}
+	for _, c := range []struct {
+		name   string
+		offset int
+		action string
+		rules  []afwRule
+	}{{"arcfence-deny", 0, "Deny", all.denyApp}, {"arcfence-deny-addresses", 5, "Deny", all.denyNet},
+		{"arcfence-arc-endpoints", 10, "Allow", all.app}, {"arcfence-addresses", 20, "Allow", all.netw}} {
+		if len(c.rules) > 0 {
+			group.Properties.RuleCollections = append(group.Properties.RuleCollections, afwCollection{
+				RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: c.name,
+				Priority: prio + c.offset, Action: afwAction{Type: c.action}, Rules: c.rules})
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(group)
+}
+
+// afwRules turns one allowlist and its deny entries into rules, each with
+// its description.
+func afwRules(rules []policy.Rule, opts Options) (afwSet, error) {
+	var set afwSet
 	var app, netw []*afwRule
 	appRule := func(proto string, port int) *afwRule {
 		name := "arcfence-" + strings.ToLower(proto) + "-" + strconv.Itoa(port)
@@ -96,7 +161,7 @@ func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) erro
 	}
 	denies, err := parseDenies(opts.Deny, opts.Regions)
 	if err != nil {
-		return err
+		return set, err
 	}
 	var skipped []string
 	var allowPorts []int
@@ -143,40 +208,16 @@ func writeAzureFirewall(w *bufio.Writer, rules []policy.Rule, opts Options) erro
 	if len(skipped) > 0 && len(app) > 0 {
 		app[0].notes = append(app[0].notes, "Not emitted, placeholder not filled in the config: "+strings.Join(skipped, ", ")+".")
 	}
-	group := afwGroup{Properties: afwGroupProps{Priority: prio, RuleCollections: []afwCollection{}}}
-	denyApp, denyNet := afwDenies(denies, allowPorts)
-	if len(denyApp) > 0 {
-		group.Properties.RuleCollections = append(group.Properties.RuleCollections, afwCollection{
-			RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-deny",
-			Priority: prio, Action: afwAction{Type: "Deny"}, Rules: denyApp})
+	set.denyApp, set.denyNet = afwDenies(denies, allowPorts)
+	for _, r := range app {
+		r.Description = describe("Azure Arc endpoints from arcfence", r.notes)
+		set.app = append(set.app, *r)
 	}
-	if len(denyNet) > 0 {
-		group.Properties.RuleCollections = append(group.Properties.RuleCollections, afwCollection{
-			RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-deny-addresses",
-			Priority: prio + 5, Action: afwAction{Type: "Deny"}, Rules: denyNet})
+	for _, r := range netw {
+		r.Description = "Address entries of the arcfence config (application rules take names only)."
+		set.netw = append(set.netw, *r)
 	}
-	if len(app) > 0 {
-		c := afwCollection{RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-arc-endpoints",
-			Priority: prio + 10, Action: afwAction{Type: "Allow"}}
-		for _, r := range app {
-			r.Description = describe("Azure Arc endpoints from arcfence", r.notes)
-			c.Rules = append(c.Rules, *r)
-		}
-		group.Properties.RuleCollections = append(group.Properties.RuleCollections, c)
-	}
-	if len(netw) > 0 {
-		c := afwCollection{RuleCollectionType: "FirewallPolicyFilterRuleCollection", Name: "arcfence-addresses",
-			Priority: prio + 20, Action: afwAction{Type: "Allow"}}
-		for _, r := range netw {
-			r.Description = "Address entries of the arcfence config (application rules take names only)."
-			c.Rules = append(c.Rules, *r)
-		}
-		group.Properties.RuleCollections = append(group.Properties.RuleCollections, c)
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(group)
+	return set, nil
 }
 
 func describe(base string, notes []string) string {

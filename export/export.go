@@ -176,3 +176,59 @@ func uniq(list []string, s string) []string {
 func OptionsFor(p *policy.Policy, proxyAddr string) Options {
 	return Options{ProxyAddr: proxyAddr, Deny: p.Config().Deny, Regions: p.Regions()}
 }
+
+// Profile is one profile's allowlist for WriteProfiles.
+type Profile struct {
+	// Name is the profile's name ([a-z0-9-]).
+	Name string
+	// Clients are the profile's client CIDRs.
+	Clients []string
+	// Rules are its effective allowlist.
+	Rules []policy.Rule
+	// Options are its export options (Deny, Regions; Priority of the first
+	// profile is the group's).
+	Options Options
+}
+
+// ProfileFormats are the formats WriteProfiles renders.
+func ProfileFormats() []string { return []string{FormatSquid, FormatAzureFirewall} }
+
+// WriteProfiles renders several profiles' allowlists, each bound to its
+// clients, in format (squid or azure-firewall), in the order a source picks
+// its profile (the first whose clients contain it). Squid: a src ACL per
+// profile, its deny and allow lines, a deny of its clients, and "deny all"
+// last. Azure Firewall: rules per profile with its sourceAddresses (Azure
+// Firewall admits the union of the rules that match a source, so a client
+// in two profiles' ranges gets both).
+func WriteProfiles(w io.Writer, format string, profiles []Profile) error {
+	if len(profiles) == 0 {
+		return fmt.Errorf("no profiles to render")
+	}
+	noUDP := func(rules []policy.Rule) []policy.Rule {
+		return slices.DeleteFunc(slices.Clone(rules), func(r policy.Rule) bool { return r.Scheme == "udp" })
+	}
+	bw := bufio.NewWriter(w)
+	var err error
+	switch format {
+	case FormatSquid:
+		scopes := make([]*squidScope, 0, len(profiles))
+		for _, p := range profiles {
+			id := strings.ReplaceAll(p.Name, "-", "_")
+			scopes = append(scopes, &squidScope{name: p.Name, prefix: "arcfence_" + id, src: "arcfence_" + id + "_src",
+				clients: p.Clients, rules: noUDP(p.Rules), opts: p.Options})
+		}
+		err = writeSquidScopes(bw, scopes)
+	case FormatAzureFirewall:
+		scopes := make([]afwScope, 0, len(profiles))
+		for _, p := range profiles {
+			scopes = append(scopes, afwScope{name: p.Name, clients: p.Clients, rules: noUDP(p.Rules), opts: p.Options})
+		}
+		err = writeAzureFirewallScopes(bw, scopes, profiles[0].Options.Priority)
+	default:
+		return fmt.Errorf("format %q renders one profile; the formats that render every profile are %s", format, strings.Join(ProfileFormats(), ", "))
+	}
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}

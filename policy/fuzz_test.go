@@ -233,6 +233,47 @@ var fuzzPolicies = sync.OnceValues(func() (*policy.Policy, *policy.Policy) {
 	return pe, pc
 })
 
+// fuzzProfiles are overlapping profiles over the fuzz policies: "every"
+// (10.0.0.0/16, fd00::/64), then "catalog" (10.0.0.0/9 around it, the
+// IPv4-mapped ::ffff:10.200.0.0/112, fd00::/16), then the default for
+// 10.0.0.0/8 and 192.168.0.0/16. The second result lists every profile
+// with its prefixes in file order, for the reference lookup.
+var fuzzProfiles = sync.OnceValues(func() (*policy.Profiles, []policy.ProfileClients) {
+	pe, pc := fuzzPolicies()
+	named := []policy.ProfileClients{
+		{Profile: &policy.Profile{Name: "every", Policy: pe}, Clients: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/16"), netip.MustParsePrefix("fd00::/64")}},
+		{Profile: &policy.Profile{Name: "catalog", Policy: pc, Mode: policy.ModeLearn}, Clients: []netip.Prefix{
+			netip.MustParsePrefix("10.0.0.0/9"), netip.MustParsePrefix("::ffff:10.200.0.0/112"), netip.MustParsePrefix("fd00::/16")}},
+	}
+	def := &policy.Profile{Name: policy.DefaultProfile, Policy: pe}
+	defClients := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")}
+	all := append(append([]policy.ProfileClients(nil), named...), policy.ProfileClients{Profile: def, Clients: defClients})
+	return policy.NewProfiles(def, defClients, named...), all
+})
+
+// fuzzClient derives a source address from the fuzz inputs: IPv4 in and
+// around the profiles' ranges, IPv4-mapped, or IPv6.
+func fuzzClient(host string, port int) netip.Addr {
+	h := uint32(port)*2654435761 ^ uint32(len(host))*40503
+	for i := 0; i < len(host) && i < 16; i++ {
+		h = h*31 + uint32(host[i])
+	}
+	b := [4]byte{[]byte{10, 10, 192, 172}[h%4], byte(h >> 8), byte(h >> 16), byte(h >> 24)}
+	switch h % 5 {
+	case 3:
+		return netip.AddrFrom16(netip.AddrFrom4(b).As16()) // IPv4-mapped
+	case 4:
+		var a [16]byte
+		a[0], a[1], a[14], a[15] = 0xfd, 0, b[2], b[3]
+		if h&1 == 1 {
+			a[2] = b[1]
+		}
+		return netip.AddrFrom16(a)
+	}
+	return netip.AddrFrom4(b)
+}
+
 // catalogOnlyConfig has catalog rows only, so the reference model can decide it.
 func catalogOnlyConfig() policy.Config {
 	return policy.Config{Regions: []string{"eastus2", "westeurope"}, Offerings: policy.Offerings(),
@@ -247,6 +288,16 @@ var fuzzModel = sync.OnceValue(func() []refRow {
 	}
 	return refRows(cat, catalogOnlyConfig())
 })
+
+// explainFor decides d for a connection from client as the proxy does:
+// the client's profile's policy, or client-not-allowed.
+func explainFor(ps *policy.Profiles, client netip.Addr, d policy.Dest) policy.Decision {
+	p, ok := ps.For(client)
+	if !ok {
+		return policy.Decision{Reason: policy.ClientNotAllowed, Host: d.Host, Port: d.Port}
+	}
+	return p.Policy.Decide(d)
+}
 
 func FuzzDecide(f *testing.F) {
 	f.Add("management.azure.com", 443, "", false)
@@ -299,6 +350,33 @@ func FuzzDecide(f *testing.F) {
 					t.Fatalf("Decide(%+v) allows, DecideName(%q) refuses: %q", d, host, name.Reason)
 				}
 			}
+		}
+		// profiles: the source picks the first profile in file order whose
+		// prefixes contain it (reference: a linear scan); a source in no
+		// profile is never admitted; the profile decides with its policy.
+		ps, all := fuzzProfiles()
+		client := fuzzClient(host, port)
+		var wantProf *policy.Profile
+		for _, pcs := range all {
+			for _, pr := range pcs.Clients {
+				if pr.Addr().Is4In6() && pr.Bits() >= 96 { // an IPv4-mapped prefix is its IPv4 prefix
+					pr = netip.PrefixFrom(pr.Addr().Unmap(), pr.Bits()-96)
+				}
+				if wantProf == nil && pr.Contains(client.Unmap()) {
+					wantProf = pcs.Profile
+				}
+			}
+		}
+		prof, inProfile := ps.For(client)
+		if inProfile != (wantProf != nil) || inProfile && prof != wantProf {
+			t.Fatalf("For(%s) = %v, %v; wantProf %v", client, prof, inProfile, wantProf)
+		}
+		if inProfile {
+			if got, ref := prof.Policy.Decide(d), wantProf.Policy.Decide(d); got.Verdict != ref.Verdict || got.Rule != ref.Rule {
+				t.Fatalf("profile %s: Decide(%+v) differs from its policy", prof.Name, d)
+			}
+		} else if v := explainFor(ps, client, d); v.Allowed() {
+			t.Fatalf("client %s in no profile admitted to %+v", client, d)
 		}
 		// differential against the reference model (catalog rows only)
 		norm, ok := policy.NormalizeHost(host)

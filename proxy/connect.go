@@ -56,7 +56,8 @@ func (h *httpAnswerer) take() (net.Conn, []byte, error) {
 // connection's id.
 func (s *Server) serveConnect(ctx context.Context, w answerer, authority string, proto10 bool, st *settings, client netip.Addr, id connID) {
 	host, port, reason := policy.SplitHostPort(authority)
-	if !s.precheck(w, st, client, id, host, port, reason) {
+	st, ok := s.precheck(w, st, client, id, host, port, reason)
+	if !ok {
 		return
 	}
 	d, ok, learned := s.admit(st, client, id, policy.Dest{Host: host, Port: port})
@@ -65,14 +66,14 @@ func (s *Server) serveConnect(ctx context.Context, w answerer, authority string,
 		return
 	}
 	if !s.reserve(st, client) {
-		s.refused(client, id, d.Host, d.Port, policy.LimitExceeded, false)
+		s.refused(st, client, id, d.Host, d.Port, policy.LimitExceeded, false)
 		w.answer(refusal(d.Host, d.Port, policy.LimitExceeded))
 		return
 	}
 	origin, err := s.dialOrigin(ctx, st, d)
 	if err != nil {
 		s.unreserve(client)
-		s.dialFailed(w, client, id, d, err)
+		s.dialFailed(w, st, client, id, d, err)
 		return
 	}
 	t := &tunnel{
@@ -116,7 +117,7 @@ func (s *Server) serveConnect(ctx context.Context, w answerer, authority string,
 // dialFailed answers and logs a failed resolution, guard refusal or dial:
 // a refusal line for the guard's private-address, a "dial failed" line
 // with the answer's status and cause otherwise.
-func (s *Server) dialFailed(w answerer, client netip.Addr, id connID, d policy.Decision, err error) {
+func (s *Server) dialFailed(w answerer, st *settings, client netip.Addr, id connID, d policy.Decision, err error) {
 	a := failure(err)
 	if a.reason == policy.ReasonNone {
 		s.m.dialFailed(a.code) // counted before the answer, which a scraper may follow at once
@@ -124,7 +125,7 @@ func (s *Server) dialFailed(w answerer, client netip.Addr, id connID, d policy.D
 	// Answer first: a slow log writer must not hold the client's answer.
 	w.answer(a)
 	if a.reason != policy.ReasonNone {
-		s.refused(client, id, d.Host, d.Port, a.reason, false)
+		s.refused(st, client, id, d.Host, d.Port, a.reason, false)
 		return
 	}
 	s.failed(client, id, d, a, err, "dial failed")
@@ -148,23 +149,26 @@ func (s *Server) failed(client netip.Addr, id connID, d policy.Decision, a answe
 // shuttingDown answers a connection taken over while the server shuts down.
 var shuttingDown = status(http.StatusServiceUnavailable, causeShuttingDown, "shutting down")
 
-// precheck refuses a request whose authority did not parse (reason) or
-// whose client is outside clients, answering and logging it; it reports
-// whether the request may go on to the policy decision. CONNECT and plain
-// HTTP share it so both refuse the same way.
-func (s *Server) precheck(w answerer, st *settings, client netip.Addr, id connID, host string, port int, reason policy.Reason) bool {
+// precheck picks the client's profile and refuses a request whose client
+// is in no profile or whose authority did not parse (reason), answering
+// and logging it; it returns the view of the client's profile (which
+// decides the rest of the connection) and whether the request may go on
+// to the policy decision. CONNECT and plain HTTP share it so both refuse
+// the same way.
+func (s *Server) precheck(w answerer, st *settings, client netip.Addr, id connID, host string, port int, reason policy.Reason) (*settings, bool) {
+	pst, inProfile := st.forClient(client)
 	if reason != policy.ReasonNone {
-		s.refused(client, id, host, port, reason, false)
+		s.refused(pst, client, id, host, port, reason, false)
 		w.answer(refusal(host, port, reason))
-		return false
+		return pst, false
 	}
-	if !st.clientAllowed(client) {
+	if !inProfile {
 		if h, ok := policy.NormalizeHost(host); ok {
 			host = h
 		}
-		s.refused(client, id, host, port, policy.ClientNotAllowed, false)
+		s.refused(pst, client, id, host, port, policy.ClientNotAllowed, false)
 		w.answer(refusal(host, port, policy.ClientNotAllowed))
-		return false
+		return pst, false
 	}
-	return true
+	return pst, true
 }

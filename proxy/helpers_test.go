@@ -180,6 +180,17 @@ type envConfig struct {
 	Settings
 	Mode    policy.Mode
 	Clients []netip.Prefix
+	// Named are profiles before the default: each its policy keys, mode
+	// and clients.
+	Named []namedProfile
+}
+
+// namedProfile is one named profile of a test's settings.
+type namedProfile struct {
+	Name    string
+	Config  policy.Config
+	Mode    policy.Mode
+	Clients []netip.Prefix
 }
 
 // prefixes parses CIDRs for a test's settings.
@@ -226,7 +237,15 @@ func (c envConfig) settings(t testing.TB) Settings {
 		t.Fatal(err)
 	}
 	st := c.Settings
-	st.Profiles = policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: c.Mode}, c.Clients)
+	named := make([]policy.ProfileClients, 0, len(c.Named))
+	for _, n := range c.Named {
+		np, err := policy.Compile(n.Config, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named = append(named, policy.ProfileClients{Profile: &policy.Profile{Name: n.Name, Policy: np, Mode: n.Mode}, Clients: n.Clients})
+	}
+	st.Profiles = policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: c.Mode}, c.Clients, named...)
 	return st
 }
 

@@ -20,8 +20,25 @@ type metricSet struct {
 	bytesUp    prometheus.Counter
 	bytesDown  prometheus.Counter
 	offerings  map[string]int // offering -> column; "" is column 0
-	decisions  [2][numReasonSlots][]atomic.Pointer[prometheus.Counter]
 	components string
+}
+
+// decisionCounters are one profile's decision counters, created on first
+// use (the profile label is bounded: names come from the config).
+type decisionCounters struct {
+	profile string
+	c       [2][numReasonSlots][]atomic.Pointer[prometheus.Counter]
+}
+
+// newDecisionCounters returns the empty counter table of profile.
+func newDecisionCounters(profile string) *decisionCounters {
+	dc := &decisionCounters{profile: profile}
+	for v := range dc.c {
+		for r := range dc.c[v] {
+			dc.c[v][r] = make([]atomic.Pointer[prometheus.Counter], len(policy.Offerings())+1)
+		}
+	}
+	return dc
 }
 
 // numReasonSlots covers every policy.Reason value.
@@ -38,29 +55,24 @@ func newMetricSet(m *metrics.Metrics) *metricSet {
 	for i, o := range policy.Offerings() {
 		ms.offerings[o] = i + 1
 	}
-	for v := range ms.decisions {
-		for r := range ms.decisions[v] {
-			ms.decisions[v][r] = make([]atomic.Pointer[prometheus.Counter], len(ms.offerings))
-		}
-	}
 	return ms
 }
 
-// decision counts one decision of the proxy.
-func (ms *metricSet) decision(allowed bool, r policy.Reason, offering string) {
+// decision counts one decision of the proxy, made with dc's profile.
+func (ms *metricSet) decision(dc *decisionCounters, allowed bool, r policy.Reason, offering string) {
 	v := 0
 	if allowed {
 		v = 1
 	}
 	col, ok := ms.offerings[offering]
 	if !ok || int(r) >= numReasonSlots {
-		ms.m.Decisions.WithLabelValues(verdictName(allowed), r.String(), offering, ms.components).Inc()
+		ms.m.Decisions.WithLabelValues(verdictName(allowed), r.String(), offering, ms.components, dc.profile).Inc()
 		return
 	}
-	slot := &ms.decisions[v][r][col]
+	slot := &dc.c[v][r][col]
 	c := slot.Load()
 	if c == nil {
-		cc := ms.m.Decisions.WithLabelValues(verdictName(allowed), r.String(), offering, ms.components)
+		cc := ms.m.Decisions.WithLabelValues(verdictName(allowed), r.String(), offering, ms.components, dc.profile)
 		slot.CompareAndSwap(nil, &cc)
 		c = slot.Load()
 	}

@@ -200,7 +200,8 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 	} else if strings.HasSuffix(host, ":") {
 		host, reason = strings.TrimSuffix(host, ":"), policy.InvalidPort
 	}
-	if !s.precheck(ha, st, client, id, host, port, reason) {
+	st, ok := s.precheck(ha, st, client, id, host, port, reason)
+	if !ok {
 		return
 	}
 	path := cleanPath(r.URL.Path)
@@ -218,7 +219,7 @@ func (s *Server) servePlain(w http.ResponseWriter, r *http.Request, st *settings
 		return
 	}
 	if !s.holdSlot(cc, st, client) {
-		s.refused(client, id, d.Host, d.Port, policy.LimitExceeded, false)
+		s.refused(st, client, id, d.Host, d.Port, policy.LimitExceeded, false)
 		ha.answer(refusal(d.Host, d.Port, policy.LimitExceeded))
 		return
 	}
@@ -281,7 +282,7 @@ func (s *Server) roundTrip(req *http.Request, _ *goproxy.ProxyCtx) (*http.Respon
 		a = failure(err)
 		if a.reason != policy.ReasonNone {
 			cc := clientConnOf(req.Context())
-			s.refused(remoteIP(req.RemoteAddr), cc.connID(), pd.dec.Host, pd.dec.Port, a.reason, false)
+			s.refused(pd.st, remoteIP(req.RemoteAddr), cc.connID(), pd.dec.Host, pd.dec.Port, a.reason, false)
 		} else {
 			pd.failed = err // logged once the answer is out
 		}
@@ -315,14 +316,14 @@ func headerHas(h http.Header, name, token string) bool {
 func (s *Server) serveUpgrade(ha *httpAnswerer, r *http.Request, st *settings, client netip.Addr, id connID, d policy.Decision) {
 	w := ha.w
 	if !s.reserve(st, client) {
-		s.refused(client, id, d.Host, d.Port, policy.LimitExceeded, false)
+		s.refused(st, client, id, d.Host, d.Port, policy.LimitExceeded, false)
 		ha.answer(refusal(d.Host, d.Port, policy.LimitExceeded))
 		return
 	}
 	origin, err := s.dialOrigin(s.ctx, st, d)
 	if err != nil {
 		s.unreserve(client)
-		s.dialFailed(ha, client, id, d, err)
+		s.dialFailed(ha, st, client, id, d, err)
 		return
 	}
 	fail := func(a answer, err error) {

@@ -391,15 +391,15 @@ func (s *Server) untrack(t *tunnel) {
 }
 
 // refused writes a refusal line and counts the decision. id is the client
-// connection's.
-func (s *Server) refused(client netip.Addr, id connID, host string, port int, r policy.Reason, proceeded bool) {
-	s.refusedPath(client, id, host, port, "", r, proceeded)
+// connection's; st is the view of the client's profile (its mode and name
+// are logged).
+func (s *Server) refused(st *settings, client netip.Addr, id connID, host string, port int, r policy.Reason, proceeded bool) {
+	s.refusedPath(st, client, id, host, port, "", r, proceeded)
 }
 
 // refusedPath is refused for a plain-HTTP request, whose path is logged.
-func (s *Server) refusedPath(client netip.Addr, id connID, host string, port int, path string, r policy.Reason, proceeded bool) {
-	st := s.cur.Load()
-	s.m.decision(false, r, "")
+func (s *Server) refusedPath(st *settings, client netip.Addr, id connID, host string, port int, path string, r policy.Reason, proceeded bool) {
+	s.m.decision(st.counters, false, r, "")
 	s.audit.Refused(audit.Event{
 		Component: audit.ComponentProxy,
 		Client:    client.String(),
@@ -407,6 +407,7 @@ func (s *Server) refusedPath(client netip.Addr, id connID, host string, port int
 		Port:      port,
 		Reason:    r,
 		Mode:      st.mode,
+		Profile:   st.profile,
 		Proceeded: proceeded,
 		Path:      path,
 		Conn:      id.String(),
@@ -425,17 +426,17 @@ const ruleLearned = "dns:learned-address"
 func (s *Server) admit(st *settings, client netip.Addr, id connID, dest policy.Dest) (d policy.Decision, ok, learned bool) {
 	d = st.pol.Decide(dest)
 	if d.Allowed() {
-		s.m.decision(true, policy.ReasonNone, d.Offering)
+		s.m.decision(st.counters, true, policy.ReasonNone, d.Offering)
 		return d, true, false
 	}
 	if d.Reason == policy.IPLiteral && st.admitLearned && s.learned != nil && d.Addr.IsValid() {
 		if ld, ok := s.learnedDecision(st, d, dest); ok {
-			s.m.decision(true, policy.ReasonNone, ld.Offering)
+			s.m.decision(st.counters, true, policy.ReasonNone, ld.Offering)
 			return ld, true, true
 		}
 	}
 	proceed := st.learn && d.Reason.Learnable()
-	s.refusedPath(client, id, d.Host, d.Port, dest.Path, d.Reason, proceed)
+	s.refusedPath(st, client, id, d.Host, d.Port, dest.Path, d.Reason, proceed)
 	return d, proceed, false
 }
 

@@ -96,11 +96,20 @@ type Settings struct {
 
 // settings is the immutable, compiled form of Settings. A reload builds a
 // new one off the hot path and swaps it in.
+//
+// The settings the Server holds are the default profile's view; views
+// holds one view per profile (in Profiles.List order), each a copy that
+// differs only in the profile fields. A connection is decided with the
+// view of its client's profile (forClient), chosen once in precheck.
 type settings struct {
 	profiles     *policy.Profiles
-	pol          *policy.Policy // the default profile's
-	mode         string         // the default profile's mode, as logged
+	views        []*settings
+	none         *settings      // the view of clients in no profile
+	profile      string         // this view's profile name
+	pol          *policy.Policy // this view's profile's policy
+	mode         string         // its mode, as logged
 	learn        bool
+	counters     *decisionCounters // arcfence_decisions_total children of this profile
 	sni          SNIMode
 	allowRanges  []netip.Prefix
 	headerTO     time.Duration
@@ -122,9 +131,6 @@ func compileSettings(in Settings) (*settings, error) {
 	def := in.Profiles.Default()
 	st := &settings{
 		profiles:     in.Profiles,
-		pol:          def.Policy,
-		mode:         def.Mode.String(),
-		learn:        def.Mode == policy.ModeLearn,
 		sni:          in.SNI,
 		allowRanges:  in.AllowRanges,
 		headerTO:     in.Limits.HeaderTimeout,
@@ -147,11 +153,34 @@ func compileSettings(in Settings) (*settings, error) {
 			},
 		}
 	}
-	return st, nil
+	list := in.Profiles.List()
+	views := make([]*settings, len(list))
+	for i, pc := range list {
+		v := *st
+		v.profile, v.pol, v.mode = pc.Profile.Name, pc.Profile.Policy, pc.Profile.Mode.String()
+		v.learn = pc.Profile.Mode == policy.ModeLearn
+		v.counters = newDecisionCounters(pc.Profile.Name)
+		views[i] = &v
+	}
+	// none decides nothing: it logs the refusals of clients in no
+	// profile, with the top-level mode and no profile name.
+	none := *st
+	none.pol, none.mode = def.Policy, def.Mode.String()
+	none.counters = newDecisionCounters("")
+	for _, v := range append(views, &none) {
+		v.views, v.none = views, &none
+	}
+	// The Server holds the default profile's view (listed last).
+	return views[len(views)-1], nil
 }
 
-// clientAllowed reports whether a is a client of some profile.
-func (st *settings) clientAllowed(a netip.Addr) bool {
-	_, ok := st.profiles.For(a)
-	return ok
+// forClient returns the view of a's profile, and false when a is in no
+// profile's clients (then a view without a profile, for the refusal
+// line).
+func (st *settings) forClient(a netip.Addr) (*settings, bool) {
+	i := st.profiles.Index(a)
+	if i < 0 {
+		return st.none, false
+	}
+	return st.views[i], true
 }

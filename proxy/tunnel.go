@@ -193,6 +193,7 @@ func (t *tunnel) logClose() {
 		Int(audit.FieldPort, t.dec.Port).
 		Str(fieldRule, t.dec.Rule).
 		Str(fieldOffering, t.dec.Offering).
+		Str(audit.FieldProfile, t.st.profile).
 		Int64(fieldBytesUp, t.up).
 		Int64(fieldBytesDown, t.down).
 		Float64(fieldDuration, d.Seconds())
@@ -485,7 +486,7 @@ func (t *tunnel) sniMatches(sni []byte) bool {
 // reports whether the tunnel may go on (learn mode, sni: log).
 func (t *tunnel) refuseInTunnel(r policy.Reason) bool {
 	proceed := t.st.learn || t.st.sni == SNILog
-	t.s.refused(t.clientIP, t.id, t.dec.Host, t.dec.Port, r, proceed)
+	t.s.refused(t.st, t.clientIP, t.id, t.dec.Host, t.dec.Port, r, proceed)
 	if proceed {
 		return true
 	}

@@ -20,12 +20,14 @@ and the systemd-wide alternative for Arc-enabled servers, az connectedk8s connec
 resource bridge's proxy settings. --proxy-url is arcfence as the agents reach it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, p, err := loadPolicy(cmd)
+			rt, prof, err := loadProfile(cmd)
 			if err != nil {
 				return err
 			}
-			feats := make([]string, 0, len(cfg.Features))
-			for _, f := range cfg.Features {
+			p := prof.Policy
+			pc, _ := rt.Config.PolicyOf(prof.Name)
+			feats := make([]string, 0, len(pc.Features))
+			for _, f := range pc.Features {
 				feats = append(feats, strings.ToLower(strings.TrimSpace(f)))
 			}
 			return agentconfig.Write(cmd.OutOrStdout(), agentconfig.Options{
@@ -33,17 +35,18 @@ resource bridge's proxy settings. --proxy-url is arcfence as the agents reach it
 				Offerings:         p.Selected(),
 				Features:          feats,
 				Regions:           p.Regions(),
-				DataServicesMode:  cfg.DataServices.Mode,
+				DataServicesMode:  pc.DataServicesMode,
 				ServiceCIDR:       serviceCIDR,
 				Cloud:             p.Cloud(),
 				Connection:        p.Connection(),
 				GatewayEndpoint:   p.GatewayEndpoint(),
-				GatewayResourceID: cfg.Gateway.ResourceID,
+				GatewayResourceID: pc.GatewayResourceID,
 			})
 		},
 	}
 	c.Flags().StringVar(&proxyURL, "proxy-url", "", "arcfence as the agents reach it, e.g. http://arcfence.corp.example:3128 (required)")
 	c.Flags().StringVar(&serviceCIDR, "service-cidr", "", "the Kubernetes service CIDR for --proxy-skip-range (default: a placeholder)")
+	addProfileFlag(c.Flags(), "the commands are for")
 	_ = c.MarkFlagRequired("proxy-url")
 	return c
 }

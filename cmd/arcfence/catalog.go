@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,13 +21,19 @@ func newCatalogCmd() *cobra.Command {
 		Short: "Print the effective allowlist (or every catalog row with --all) in a format",
 		Long: `Print the allowlist the configuration admits: catalog rows with regions
 filled, then allow entries. --all prints every row of the catalog instead.
-Formats: ` + strings.Join(export.Formats(), ", ") + `.`,
+Formats: ` + strings.Join(export.Formats(), ", ") + `. --profile NAME prints that
+profile's allowlist; without it, squid and azure-firewall render every profile,
+each bound to its clients (the other formats print the default profile).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, p, err := loadPolicy(cmd)
+			rt, prof, err := loadProfile(cmd)
 			if err != nil {
 				return err
 			}
+			if !all && profileFlag(cmd) == "" && len(rt.Profiles.List()) > 1 && slices.Contains(export.ProfileFormats(), format) {
+				return writeProfiles(cmd, rt.Profiles, format)
+			}
+			cfg, p := rt.Config, prof.Policy
 			rules := p.Rules()
 			if all {
 				rules = p.Catalog().AllRules(p.Regions())
@@ -41,8 +48,26 @@ Formats: ` + strings.Join(export.Formats(), ", ") + `.`,
 	c.Flags().BoolVar(&all, "all", false, "every catalog row of the configured revision and cloud, whatever the offerings")
 	c.Flags().StringVar(&format, "format", export.FormatTable, "output format: "+strings.Join(export.Formats(), ", "))
 	c.Flags().StringVar(&pacFor, "proxy-addr", "", "host:port the PAC file names (default: listen)")
+	addProfileFlag(c.Flags(), "is printed; without it squid and azure-firewall render every profile bound to its clients")
 	c.AddCommand(newCatalogDiffCmd())
 	return c
+}
+
+// writeProfiles renders every profile with clients, bound to them, in the
+// order a source address picks its profile.
+func writeProfiles(cmd *cobra.Command, ps *policy.Profiles, format string) error {
+	var out []export.Profile
+	for _, pc := range ps.List() {
+		if len(pc.Clients) == 0 {
+			continue // the default profile of clients: []: serves no one
+		}
+		ep := export.Profile{Name: pc.Profile.Name, Rules: pc.Profile.Policy.Rules(), Options: export.OptionsFor(pc.Profile.Policy, "")}
+		for _, c := range pc.Clients {
+			ep.Clients = append(ep.Clients, c.String())
+		}
+		out = append(out, ep)
+	}
+	return export.WriteProfiles(cmd.OutOrStdout(), format, out)
 }
 
 func newCatalogDiffCmd() *cobra.Command {

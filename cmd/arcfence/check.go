@@ -95,6 +95,7 @@ Exit 1 when a required (not optional) endpoint fails.`,
 	f.StringSliceVar(&samples, "sample", nil, "a host name to check in place of a wildcard row it matches (repeatable)")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "per-endpoint timeout")
 	f.IntVar(&parallel, "parallel", 8, "endpoints checked at once")
+	addProfileFlag(f, "is checked")
 	f.StringVar(&caFile, "ca-file", "", "PEM file of the roots that verify the endpoints (and an https:// proxy); default: the system's")
 	return c
 }

@@ -77,6 +77,25 @@ func TestConfigErrors(t *testing.T) {
 		{"bad-data-mode.yaml", `data_services.mode: unknown mode "hybrid"; expected direct or indirect`},
 		{"not-yaml.yaml", `config file testdata/config/not-yaml.yaml`},
 		{"dns-upstream-name.yaml", `dns.upstream: "dns.corp.example:53" is not IP:port`},
+		{"no-clients-no-profiles.yaml", `clients: empty and no profiles`},
+		{"bad-dns-profiles.yaml", `dns.profiles: unknown value "per-client"; expected one of union, client`},
+		{"profile-no-name.yaml", `profiles[0].name: required`},
+		{"profile-bad-name.yaml", `profiles[Appliance_VM].name: "Appliance_VM": use 1-32 of a-z, 0-9 and -`},
+		{"profile-default-name.yaml", `profiles[default].name: "default" is the top-level keys' profile`},
+		{"profile-dup-name.yaml", `profiles[appliance].name: "appliance" is used by an earlier profile`},
+		{"profile-no-clients.yaml", `profiles[appliance].clients: required`},
+		{"profile-bad-cidr.yaml", `profiles[appliance].clients: "10.0.5.0/33" is not a CIDR`},
+		{"profile-global-key.yaml", `profiles[appliance].limits: global only`},
+		{"profile-unknown-key.yaml", `profiles[appliance].oferings: unknown key; did you mean "offerings"?`},
+		{"profile-unknown-nested-key.yaml", `profiles[appliance].vmware.vcentre: unknown key; did you mean "vmware.vcenter"?`},
+		{"profile-not-mapping.yaml", `profiles[0]: not a mapping`},
+		{"profile-unknown-offering.yaml", `profiles[appliance].offerings: unknown offering "server"`},
+		{"profile-no-offerings.yaml", `profiles[appliance].offerings: none selected and no allow entries`},
+		{"profile-vmware-no-vcenter.yaml", `profiles[appliance].vmware.vcenter: required with offering vmware`},
+		{"profile-bad-mode.yaml", `profiles[appliance].mode: unknown value "permissive"`},
+		{"profile-bad-region.yaml", `profiles[appliance].regions: unknown Azure region "eastus22"`},
+		{"profile-bad-phase.yaml", `profiles[appliance].phase: unknown phase "steady-state"`},
+		{"profile-deny-path.yaml", `profiles[appliance].deny: "example.com/x": a deny entry cannot have a path`},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -154,13 +173,13 @@ func TestExplainDoneWhen(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	want := []explainLine{
-		{Host: "eastus2.dp.kubernetesconfiguration.azure.com", Port: 443, Verdict: "deny", Reason: "not-in-allowlist"},
-		{Host: "x.his.arc.azure.com", Port: 443, Verdict: "allow", Rule: "*.his.arc.azure.com:443", Offering: "servers"},
-		{Host: "management.azure.com", Port: 22, Verdict: "deny", Reason: "port-not-allowed"},
-		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist"},
-		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist"},
-		{Host: "management.azure.com", Port: 443, Verdict: "allow", Rule: "management.azure.com:443", Offering: "servers"},
-		{Host: "host", Port: 0, Verdict: "deny", Reason: "invalid-port"},
+		{Host: "eastus2.dp.kubernetesconfiguration.azure.com", Port: 443, Verdict: "deny", Reason: "not-in-allowlist", Profile: "default"},
+		{Host: "x.his.arc.azure.com", Port: 443, Verdict: "allow", Rule: "*.his.arc.azure.com:443", Offering: "servers", Profile: "default"},
+		{Host: "management.azure.com", Port: 22, Verdict: "deny", Reason: "port-not-allowed", Profile: "default"},
+		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist", Profile: "default"},
+		{Host: "microsoft.com", Port: 80, Verdict: "deny", Reason: "not-in-allowlist", Profile: "default"},
+		{Host: "management.azure.com", Port: 443, Verdict: "allow", Rule: "management.azure.com:443", Offering: "servers", Profile: "default"},
+		{Host: "host", Port: 0, Verdict: "deny", Reason: "invalid-port", Profile: "default"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines:\n%s", len(lines), out)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -13,18 +14,32 @@ import (
 )
 
 func newExplainCmd() *cobra.Command {
-	return &cobra.Command{
+	var client string
+	c := &cobra.Command{
 		Use:   "explain [flags] DEST...",
 		Short: "Print the decision for each destination as one JSON line (no network)",
 		Long: `Print one JSON line per DEST with host, port, verdict, rule, offering, feature
 and reason. DEST is host (port 443), host:port, [IPv6]:port, or an http:// URL
-(port 80 unless given; its path is checked). Exit 0 for any verdict; non-zero
-only when the config is invalid.`,
+(port 80 unless given; its path is checked). --client ADDR decides as the proxy
+would for that source address (its profile; deny client-not-allowed when it is
+in none); --profile NAME decides with that profile; with neither, the default
+profile. Each line names its profile. Exit 0 for any verdict; non-zero only
+when the config is invalid or the profile unknown.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, p, err := loadPolicy(cmd)
+			if client != "" && profileFlag(cmd) != "" {
+				return fmt.Errorf("--client and --profile: give one (the client's address picks its profile)")
+			}
+			rt, p, err := loadProfile(cmd)
 			if err != nil {
 				return err
+			}
+			if client != "" {
+				a, err := netip.ParseAddr(client)
+				if err != nil {
+					return fmt.Errorf("--client: %q is not an IP address", client)
+				}
+				p, _ = rt.Profiles.For(a) // nil: in no profile
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			for _, a := range args {
@@ -35,6 +50,9 @@ only when the config is invalid.`,
 			return nil
 		},
 	}
+	c.Flags().StringVar(&client, "client", "", "decide as the proxy would for this source address (its profile)")
+	addProfileFlag(c.Flags(), "decides")
+	return c
 }
 
 // explainLine is the JSON shape of `arcfence explain`.
@@ -46,20 +64,32 @@ type explainLine struct {
 	Offering string `json:"offering"`
 	Feature  string `json:"feature"`
 	Reason   string `json:"reason"`
+	Profile  string `json:"profile"`
 }
 
-// explain decides on one DEST argument.
-func explain(p *policy.Policy, arg string) explainLine {
+// explain decides on one DEST argument with profile p; nil p is a client
+// in no profile (client-not-allowed, profile "").
+func explain(p *policy.Profile, arg string) explainLine {
 	d, r := parseDest(arg)
 	var dec policy.Decision
-	if r != policy.ReasonNone {
+	name := ""
+	switch {
+	case r != policy.ReasonNone:
 		dec = policy.Decision{Reason: r, Host: d.Host, Port: d.Port}
-	} else {
-		dec = p.Decide(d)
+	case p == nil:
+		dec = policy.Decision{Reason: policy.ClientNotAllowed, Host: d.Host, Port: d.Port}
+		if h, ok := policy.NormalizeHost(d.Host); ok {
+			dec.Host = h
+		}
+	default:
+		dec = p.Policy.Decide(d)
+	}
+	if p != nil {
+		name = p.Name
 	}
 	return explainLine{
 		Host: dec.Host, Port: dec.Port, Verdict: dec.Verdict.String(), Rule: dec.Rule,
-		Offering: dec.Offering, Feature: dec.Feature, Reason: dec.Reason.String(),
+		Offering: dec.Offering, Feature: dec.Feature, Reason: dec.Reason.String(), Profile: name,
 	}
 }
 

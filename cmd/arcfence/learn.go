@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/arcfence/arcfence/internal/config"
 	"github.com/arcfence/arcfence/internal/learn"
+	"github.com/arcfence/arcfence/policy"
 )
 
 // newLearnCmd is `arcfence learn`: turning refusal logs into config lines.
@@ -34,7 +39,13 @@ suggestion is checked by deciding the destination under the suggested config.
 --format yaml prints the config keys to paste (offerings, features, regions,
 allow: the current entries plus the additions); pasted over the same keys of
 the config, they admit every destination the report could admit. Lines that do
-not parse are counted and reported, never fatal.`,
+not parse are counted and reported, never fatal.
+
+With profiles, the lines are grouped by the profile that refused them (the
+"profile" field; lines naming none or an unknown profile go to the default) and
+each profile is analysed with its own selection: yaml puts the default profile's
+keys at the top level and the others under profiles: entries with their name,
+to merge by name.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
 			case "text", "yaml", "json":
@@ -62,6 +73,9 @@ not parse are counted and reported, never fatal.`,
 					return err
 				}
 			}
+			if len(cfg.Profiles) > 0 {
+				return learnProfiles(cmd, cfg, c, format)
+			}
 			rep, err := learn.Analyze(*cfg, c)
 			if err != nil {
 				return err
@@ -84,4 +98,74 @@ not parse are counted and reported, never fatal.`,
 	}
 	cmd.Flags().StringVar(&format, "format", "text", "text (a summary), yaml (the config lines to paste) or json")
 	return cmd
+}
+
+// learnProfiles is learn report for a configuration with profiles: one
+// analysis per profile that has refusals, the default first.
+func learnProfiles(cmd *cobra.Command, cfg *config.Config, c *learn.Collector, format string) error {
+	names := []string{policy.DefaultProfile}
+	for _, p := range cfg.Profiles {
+		names = append(names, p.Name)
+	}
+	split := c.Split(names, policy.DefaultProfile)
+	reps := map[string]*learn.Report{}
+	for _, name := range names {
+		sub, ok := split[name]
+		if !ok {
+			continue
+		}
+		flat, _ := cfg.Flatten(name)
+		rep, err := learn.Analyze(flat, sub)
+		if err != nil {
+			return fmt.Errorf("profile %s: %w", name, err)
+		}
+		reps[name] = rep
+	}
+	out := cmd.OutOrStdout()
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Profiles map[string]*learn.Report `json:"profiles"`
+		}{reps})
+	case "yaml":
+		if rep := reps[policy.DefaultProfile]; rep != nil {
+			if err := rep.WriteYAML(out); err != nil {
+				return err
+			}
+		}
+		first := true
+		for _, name := range names[1:] {
+			rep := reps[name]
+			if rep == nil {
+				continue
+			}
+			if first {
+				fmt.Fprintln(out, "profiles:   # merge each entry into the profile of the same name")
+				first = false
+			}
+			var b bytes.Buffer
+			if err := rep.WriteYAML(&b); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "  - name: %s\n", name)
+			for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+				fmt.Fprintf(out, "    %s\n", line)
+			}
+		}
+		if c.Stats.Bad > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "arcfence learn report: %d lines could not be parsed and were skipped\n", c.Stats.Bad)
+		}
+		return nil
+	}
+	for _, name := range names {
+		if rep := reps[name]; rep != nil {
+			fmt.Fprintf(out, "== profile %s ==\n", name)
+			if err := rep.WriteText(out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -17,12 +17,22 @@ the effective configuration as YAML. Exit non-zero with every problem listed
 when the configuration is invalid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, p, err := loadPolicy(cmd)
+			rt, err := config.FromFlags(cmd.Flags()).Runtime()
 			if err != nil {
 				return err
 			}
-			out := effective{Config: cfg, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions(),
+			p := rt.Policy()
+			out := effective{Config: rt.Config, Rules: len(p.Rules()), Offerings: p.Selected(), Regions: p.Regions(),
 				Connection: p.Connection(), StaysDirect: p.StaysDirect()}
+			for _, pc := range rt.Profiles.List() {
+				ep := effectiveProfile{Name: pc.Profile.Name, Clients: []string{}, Mode: pc.Profile.Mode.String(),
+					Offerings: pc.Profile.Policy.Selected(), Regions: pc.Profile.Policy.Regions(), Rules: len(pc.Profile.Policy.Rules()),
+					Connection: pc.Profile.Policy.Connection(), StaysDirect: pc.Profile.Policy.StaysDirect()}
+				for _, c := range pc.Clients {
+					ep.Clients = append(ep.Clients, c.String())
+				}
+				out.Profiles = append(out.Profiles, ep)
+			}
 			enc := yaml.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent(2)
 			defer enc.Close()
@@ -44,5 +54,22 @@ type effective struct {
 	Connection string `yaml:"effective_connection"`
 	// StaysDirect names, with connection gateway, the selected offerings
 	// and features the Arc gateway does not front: their rows stay direct.
+	StaysDirect []string `yaml:"stays_direct,omitempty"`
+	// Profiles are every profile's effective selection, in the order a
+	// source address is matched (the named ones in file order, then the
+	// default; a default without clients serves no one).
+	Profiles []effectiveProfile `yaml:"effective_profiles"`
+}
+
+// effectiveProfile is one profile's effective selection.
+type effectiveProfile struct {
+	Name      string   `yaml:"name"`
+	Clients   []string `yaml:"clients"`
+	Mode      string   `yaml:"mode"`
+	Offerings []string `yaml:"offerings"`
+	Regions   []string `yaml:"regions"`
+	Rules     int      `yaml:"rules"`
+	// Connection and StaysDirect are the profile's, as for the top level.
+	Connection  string   `yaml:"connection"`
 	StaysDirect []string `yaml:"stays_direct,omitempty"`
 }

@@ -63,8 +63,8 @@ func TestHealthz(t *testing.T) {
 // TestMetricsOverHTTP scrapes the registry over the listener.
 func TestMetricsOverHTTP(t *testing.T) {
 	m := metrics.New()
-	m.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "proxy").Add(3)
-	m.Decisions.WithLabelValues("allow", "", "servers", "proxy").Inc()
+	m.Decisions.WithLabelValues("deny", "not-in-allowlist", "", "proxy", "default").Add(3)
+	m.Decisions.WithLabelValues("allow", "", "servers", "proxy", "default").Inc()
 	m.DNSQueries.WithLabelValues("NXDOMAIN").Inc()
 	m.ActiveTunnels.Set(2)
 	_, base := start(t, Options{Metrics: m})
@@ -73,8 +73,8 @@ func TestMetricsOverHTTP(t *testing.T) {
 		t.Fatalf("%d", code)
 	}
 	for _, want := range []string{
-		`arcfence_decisions_total{component="proxy",offering="",reason="not-in-allowlist",verdict="deny"} 3`,
-		`arcfence_decisions_total{component="proxy",offering="servers",reason="",verdict="allow"} 1`,
+		`arcfence_decisions_total{component="proxy",offering="",profile="default",reason="not-in-allowlist",verdict="deny"} 3`,
+		`arcfence_decisions_total{component="proxy",offering="servers",profile="default",reason="",verdict="allow"} 1`,
 		`arcfence_dns_queries_total{rcode="NXDOMAIN"} 1`,
 		`arcfence_tunnels_active 2`,
 		`arcfence_config_last_reload_ok 1`,

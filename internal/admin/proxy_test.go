@@ -55,7 +55,7 @@ func startWorld(t *testing.T, mode string, allow []string) *world {
 	p := rt.Policy()
 	logger := zerolog.New(zerolog.NewTestWriter(t))
 	m := metrics.New()
-	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Metrics: m, Hint: audit.PolicyHint(func() *policy.Policy { return p })})
+	al := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Metrics: m, Hint: audit.PolicyHint(func(string) *policy.Policy { return p })})
 	ready := admin.NewReadiness(m)
 	ready.Expect("proxy")
 	ready.Loaded(rt.Hash, time.Now())
@@ -190,9 +190,9 @@ func TestMetricsAfterProxyTraffic(t *testing.T) {
 	w.stop() // tunnels closed: bytes and durations observed
 	body := scrape(t, w.admin)
 	for prefix, want := range map[string]float64{
-		`arcfence_decisions_total{component="proxy",offering="",reason="",verdict="allow"}`:                2,
-		`arcfence_decisions_total{component="proxy",offering="",reason="not-in-allowlist",verdict="deny"}`: 3,
-		`arcfence_decisions_total{component="proxy",offering="",reason="port-not-allowed",verdict="deny"}`: 1,
+		`arcfence_decisions_total{component="proxy",offering="",profile="default",reason="",verdict="allow"}`:                2,
+		`arcfence_decisions_total{component="proxy",offering="",profile="default",reason="not-in-allowlist",verdict="deny"}`: 3,
+		`arcfence_decisions_total{component="proxy",offering="",profile="default",reason="port-not-allowed",verdict="deny"}`: 1,
 		`arcfence_tunnels_active`:                          0,
 		`arcfence_tunnel_duration_seconds_count`:           2,
 		`arcfence_refusal_log_lines_total{kind="first"}`:   2,

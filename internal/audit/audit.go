@@ -33,6 +33,7 @@ const (
 	FieldReason    = "reason"
 	FieldComponent = "component"
 	FieldMode      = "mode"
+	FieldProfile   = "profile"
 	FieldCount     = "count"
 	FieldFirstSeen = "first_seen"
 	FieldLastSeen  = "last_seen"
@@ -114,6 +115,10 @@ type Event struct {
 	Reason policy.Reason
 	// Mode is the running mode, "enforce" or "learn".
 	Mode string
+	// Profile is the name of the profile that decided ("" = none: the
+	// client is in no profile, or the component does not pick one). It is
+	// part of the folding key.
+	Profile string
 	// Proceeded is true when learn mode let the destination through: the
 	// line then says "would deny".
 	Proceeded bool
@@ -158,8 +163,9 @@ type Options struct {
 	// (usually the running policy's Hint, loaded from an atomic pointer so
 	// reloads apply). It is called from the Log's goroutine only, once per
 	// line, for not-in-allowlist, port-not-allowed and path-not-allowed.
-	// nil means no hint fields.
-	Hint func(policy.Dest) policy.Hint
+	// nil means no hint fields. profile is the refusing profile's name
+	// ("" for none), so a named profile's line hints from its own policy.
+	Hint func(profile string, d policy.Dest) policy.Hint
 	// MaxLearned bounds the learned set of would-be-refused destinations
 	// (learn mode); 0 means DefaultMaxLearned.
 	MaxLearned int
@@ -186,6 +192,7 @@ type key struct {
 	kind      uint8 // kindRefusal or kindUpstream (which reuses fields: see there)
 	proceeded bool
 	mode      string
+	profile   string
 }
 
 // entry is a key's state within its window.
@@ -242,7 +249,7 @@ type Log struct {
 	window     time.Duration // <= 0: no folding
 	maxKeys    int
 	maxPending int
-	hint       func(policy.Dest) policy.Hint
+	hint       func(string, policy.Dest) policy.Hint
 	m          *metrics.Metrics
 	now        func() time.Time
 
@@ -310,7 +317,7 @@ func NewWithOptions(logger zerolog.Logger, o Options) *Log {
 // Log made by New, or after Close, it writes the line itself.
 func (l *Log) Refused(ev Event) {
 	l.record(key{component: ev.Component, client: ev.Client, host: ev.Host, port: ev.Port,
-		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded}, ev.Path, ev.Conn)
+		qtype: ev.QType, reason: ev.Reason, mode: ev.Mode, proceeded: ev.Proceeded, profile: ev.Profile}, ev.Path, ev.Conn)
 }
 
 // UpstreamFailed records one failed exchange with a DNS upstream, at warn
@@ -479,7 +486,7 @@ func (l *Log) run() {
 func (l *Log) emit(r *record) {
 	var h policy.Hint
 	if l.hint != nil && r.kind != recUnitemized && r.k.kind == kindRefusal && hinted(r.k.reason) {
-		h = l.hint(policy.Dest{Host: r.k.host, Port: r.k.port, Path: r.path, Plain: r.path != ""})
+		h = l.hint(r.k.profile, policy.Dest{Host: r.k.host, Port: r.k.port, Path: r.path, Plain: r.path != ""})
 	}
 	if r.k.proceeded && r.kind != recUnitemized {
 		n := r.count
@@ -570,7 +577,7 @@ func (l *Log) writeDirect(k key, path, conn string) {
 		e.Str(FieldConn, conn)
 	}
 	if l.hint != nil && k.kind == kindRefusal && hinted(k.reason) {
-		writeHint(e, l.hint(policy.Dest{Host: k.host, Port: k.port, Path: path, Plain: path != ""}))
+		writeHint(e, l.hint(k.profile, policy.Dest{Host: k.host, Port: k.port, Path: path, Plain: path != ""}))
 	}
 	finish(e, k)
 }
@@ -606,6 +613,9 @@ func writeKeyFields(e *zerolog.Event, k key) {
 		Str(FieldReason, k.reason.String()).
 		Str(FieldComponent, k.component).
 		Str(FieldMode, k.mode)
+	if k.profile != "" {
+		e.Str(FieldProfile, k.profile)
+	}
 }
 
 // Close writes every pending line, the summaries of open windows included,

@@ -59,7 +59,7 @@ func newLogger(w io.Writer) zerolog.Logger {
 
 // stubHint admits kubernetes names through the kubernetes offering and
 // westeurope names through a region.
-func stubHint(d policy.Dest) policy.Hint {
+func stubHint(_ string, d policy.Dest) policy.Hint {
 	switch {
 	case strings.HasSuffix(d.Host, ".dp.kubernetesconfiguration.azure.com"):
 		return policy.Hint{Offering: "kubernetes", Section: "Azure Arc-enabled Kubernetes endpoints"}
@@ -546,7 +546,8 @@ func TestPolicyHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := PolicyHint(func() *policy.Policy { return p })
+	h0 := PolicyHint(func(string) *policy.Policy { return p })
+	h := func(d policy.Dest) policy.Hint { return h0("", d) }
 	if got := h(policy.Dest{Host: "eastus2.dp.kubernetesconfiguration.azure.com", Port: 443}); got.Offering != "kubernetes" {
 		t.Errorf("kubernetes name: %+v", got)
 	}
@@ -557,7 +558,7 @@ func TestPolicyHint(t *testing.T) {
 	if got := h(policy.Dest{Host: "example.org", Port: 443}); got.Found() {
 		t.Errorf("unknown name: %+v", got)
 	}
-	if got := PolicyHint(func() *policy.Policy { return nil })(policy.Dest{Host: "x.example", Port: 443}); got.Found() {
+	if got := PolicyHint(func(string) *policy.Policy { return nil })("", policy.Dest{Host: "x.example", Port: 443}); got.Found() {
 		t.Errorf("nil policy: %+v", got)
 	}
 }
@@ -623,7 +624,7 @@ func TestRevisionHintField(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf lineBuf
-	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Hint: PolicyHint(func() *policy.Policy { return p })})
+	l := NewWithOptions(newLogger(&buf), Options{FoldWindow: time.Minute, Hint: PolicyHint(func(string) *policy.Policy { return p })})
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "aka.ms", Port: 443,
 		Reason: policy.NotInAllowlist, Mode: "learn", Proceeded: true})
 	l.Refused(Event{Component: ComponentProxy, Client: "10.0.0.1", Host: "example.org", Port: 443,

@@ -24,6 +24,8 @@ type LearnedDest struct {
 	QType string `json:"qtype,omitempty"`
 	// Reason is why enforce mode would refuse it.
 	Reason string `json:"reason"`
+	// Profile is the profile that decided it ("" = none).
+	Profile string `json:"profile,omitempty"`
 	// Count is the number of refusals seen, every one included.
 	Count int64 `json:"count"`
 	// FirstSeen and LastSeen bound the refusals seen.
@@ -54,6 +56,7 @@ type learnedKey struct {
 	port      int
 	qtype     string
 	reason    policy.Reason
+	profile   string
 }
 
 type learnedSet struct {
@@ -70,7 +73,7 @@ func newLearnedSet(max int) *learnedSet {
 // add counts n refusals of k's destination; it reports whether the
 // destination is new.
 func (s *learnedSet) add(k key, n int64, first, last time.Time, h policy.Hint) bool {
-	lk := learnedKey{component: k.component, host: k.host, port: k.port, qtype: k.qtype, reason: k.reason}
+	lk := learnedKey{component: k.component, host: k.host, port: k.port, qtype: k.qtype, reason: k.reason, profile: k.profile}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.m[lk]
@@ -81,7 +84,7 @@ func (s *learnedSet) add(k key, n int64, first, last time.Time, h policy.Hint) b
 			return false
 		}
 		d = &LearnedDest{Component: k.component, Host: k.host, Port: k.port, QType: k.qtype,
-			Reason: k.reason.String(), FirstSeen: first, LastSeen: last, Clients: []string{}}
+			Reason: k.reason.String(), Profile: k.profile, FirstSeen: first, LastSeen: last, Clients: []string{}}
 		s.m[lk] = d
 	}
 	d.Count += n
@@ -117,7 +120,7 @@ func (s *learnedSet) snapshot() Learned {
 	s.mu.Unlock()
 	slices.SortFunc(out.Destinations, func(a, b LearnedDest) int {
 		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Port, b.Port),
-			cmp.Compare(a.QType, b.QType), cmp.Compare(a.Reason, b.Reason), cmp.Compare(a.Component, b.Component))
+			cmp.Compare(a.QType, b.QType), cmp.Compare(a.Reason, b.Reason), cmp.Compare(a.Component, b.Component), cmp.Compare(a.Profile, b.Profile))
 	})
 	return out
 }
@@ -139,12 +142,13 @@ func (l *Log) Learned() Learned {
 var hintPorts = [...]int{443, 80, 8084}
 
 // PolicyHint returns an Options.Hint asking the policy that current returns
-// at the time of the line (so a reload applies; current may return nil,
-// meaning no hint). For a destination without a port (a DNS refusal) it
-// tries the ports catalog rows use: 443, 80, then 8084.
-func PolicyHint(current func() *policy.Policy) func(policy.Dest) policy.Hint {
-	return func(d policy.Dest) policy.Hint {
-		p := current()
+// for the line's profile at the time of the line (so a reload applies;
+// current may return nil, meaning no hint). For a destination without a
+// port (a DNS refusal) it tries the ports catalog rows use: 443, 80, then
+// 8084.
+func PolicyHint(current func(profile string) *policy.Policy) func(string, policy.Dest) policy.Hint {
+	return func(profile string, d policy.Dest) policy.Hint {
+		p := current(profile)
 		if p == nil {
 			return policy.Hint{}
 		}

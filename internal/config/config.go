@@ -75,6 +75,50 @@ type Config struct {
 	Admin Admin `mapstructure:"admin" yaml:"admin" json:"admin"`
 	// Log holds log.*.
 	Log Log `mapstructure:"log" yaml:"log" json:"log"`
+	// Profiles are per-client selections, in file order (the first whose
+	// clients contain a source address decides for it).
+	Profiles []Profile `mapstructure:"profiles" yaml:"profiles" json:"profiles"`
+}
+
+// Profile is one entry of profiles: a group of clients with its own
+// selection. Offerings, Features and Allow are the profile's own (not
+// inherited); Deny is added to the top-level deny; the other policy keys
+// are inherited from the top level when unset (nil list, "" string).
+type Profile struct {
+	// Name is [a-z0-9-], 1-32 characters, unique, not "default".
+	Name string `mapstructure:"name" yaml:"name" json:"name"`
+	// Clients are the profile's CIDRs (a bare address is a /32 or /128); required.
+	Clients []string `mapstructure:"clients" yaml:"clients" json:"clients"`
+	// Mode is "enforce" or "learn"; "" = the top-level mode.
+	Mode string `mapstructure:"mode" yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Regions replace the top-level regions when set.
+	Regions []string `mapstructure:"regions" yaml:"regions,omitempty" json:"regions,omitempty"`
+	// Offerings are the profile's offerings (not inherited).
+	Offerings []string `mapstructure:"offerings" yaml:"offerings" json:"offerings"`
+	// Features are the profile's features (not inherited).
+	Features []string `mapstructure:"features" yaml:"features" json:"features"`
+	// Phase replaces the top-level phase when set.
+	Phase string `mapstructure:"phase" yaml:"phase,omitempty" json:"phase,omitempty"`
+	// Allow are the profile's extra entries (not inherited).
+	Allow []string `mapstructure:"allow" yaml:"allow" json:"allow"`
+	// Deny are refused in this profile in addition to the top-level deny.
+	Deny []string `mapstructure:"deny" yaml:"deny" json:"deny"`
+	// DataServices replaces data_services when its mode is set.
+	DataServices DataServices `mapstructure:"data_services" yaml:"data_services,omitempty" json:"data_services,omitempty"`
+	// VMware replaces vmware when its vcenter is set.
+	VMware VMware `mapstructure:"vmware" yaml:"vmware,omitempty" json:"vmware,omitempty"`
+	// SCVMM replaces scvmm when its server is set.
+	SCVMM SCVMM `mapstructure:"scvmm" yaml:"scvmm,omitempty" json:"scvmm,omitempty"`
+	// Connection replaces connection when set.
+	Connection string `mapstructure:"connection" yaml:"connection,omitempty" json:"connection,omitempty"`
+	// Gateway replaces gateway when its endpoint or resource_id is set.
+	Gateway Gateway `mapstructure:"gateway" yaml:"gateway,omitempty" json:"gateway,omitempty"`
+}
+
+// GlobalOnlyKeys are the top-level keys a profile may not set.
+func GlobalOnlyKeys() []string {
+	return []string{"listen", "tls", "allow_ranges", "resolver", "sni", "limits", "dns", "admin",
+		"log", "servicebus", "catalog", "cloud", "profiles"}
 }
 
 // DataServices is data_services.*.
@@ -162,6 +206,10 @@ type DNS struct {
 	// AdmitLearnedAddresses lets the proxy admit IP-literal CONNECTs to
 	// addresses the filter handed out for allowed names.
 	AdmitLearnedAddresses bool `mapstructure:"admit_learned_addresses" yaml:"admit_learned_addresses" json:"admit_learned_addresses"`
+	// Profiles is "union" (a name any profile admits is answered) or
+	// "client" (the query's source picks the profile; a source in no
+	// profile is refused).
+	Profiles string `mapstructure:"profiles" yaml:"profiles" json:"profiles"`
 }
 
 // Admin is admin.*.
@@ -218,10 +266,82 @@ func Default() Config {
 			MaxTunnelsPerClient: 5000,
 			ShutdownGrace:       30 * time.Second,
 		},
-		DNS:   DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000},
-		Admin: Admin{Listen: "127.0.0.1:9090", Clients: []string{}, Hosts: []string{}},
-		Log:   Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
+		DNS:      DNS{Upstream: []string{}, DenyRcode: dnsfilter.DenyNXDomain.String(), CacheSize: 10000, Profiles: "union"},
+		Admin:    Admin{Listen: "127.0.0.1:9090", Clients: []string{}, Hosts: []string{}},
+		Log:      Log{Level: "info", Format: "json", FoldWindow: 60 * time.Second, Tunnels: "debug"},
+		Profiles: []Profile{},
 	}
+}
+
+// ProfilePolicy returns the policy part of profile p (Flatten's).
+func (c *Config) ProfilePolicy(p *Profile) policy.Config {
+	f := c.flatten(p)
+	return f.Policy()
+}
+
+// Flatten returns the configuration whose top-level keys are the profile
+// called name (policy.DefaultProfile: the top-level keys) and that has no
+// profiles, and false when there is no such profile.
+func (c *Config) Flatten(name string) (Config, bool) {
+	if name == policy.DefaultProfile {
+		f := *c
+		f.Profiles = nil
+		return f, true
+	}
+	for i := range c.Profiles {
+		if c.Profiles[i].Name == name {
+			return c.flatten(&c.Profiles[i]), true
+		}
+	}
+	return Config{}, false
+}
+
+// flatten applies the inheritance of profiles (the one home of it): the
+// top-level keys (so every key added there is inherited), with p's own
+// selection (offerings, features, allow) and clients, p's deny added to
+// the top-level deny, and the inherited keys p sets replaced.
+func (c *Config) flatten(p *Profile) Config {
+	f := *c
+	f.Profiles = nil
+	f.Clients = p.Clients
+	f.Offerings, f.Features, f.Allow = p.Offerings, p.Features, p.Allow
+	f.Deny = append(append([]string{}, c.Deny...), p.Deny...)
+	if p.Mode != "" {
+		f.Mode = p.Mode
+	}
+	if p.Regions != nil {
+		f.Regions = p.Regions
+	}
+	if p.Phase != "" {
+		f.Phase = p.Phase
+	}
+	if p.DataServices.Mode != "" {
+		f.DataServices = p.DataServices
+	}
+	if p.VMware.VCenter != "" {
+		f.VMware = p.VMware
+	}
+	if p.SCVMM.Server != "" {
+		f.SCVMM = p.SCVMM
+	}
+	if p.Connection != "" {
+		f.Connection = p.Connection
+	}
+	if p.Gateway != (Gateway{}) {
+		f.Gateway = p.Gateway
+	}
+	return f
+}
+
+// PolicyOf returns the policy part of the profile called name
+// (policy.DefaultProfile: the top-level keys), and false when there is
+// no such profile.
+func (c *Config) PolicyOf(name string) (policy.Config, bool) {
+	f, ok := c.Flatten(name)
+	if !ok {
+		return policy.Config{}, false
+	}
+	return f.Policy(), true
 }
 
 // Policy returns the policy part of the configuration.

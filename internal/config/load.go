@@ -135,6 +135,9 @@ func (s Source) Load() (*Config, error) {
 		if err := unknownKeys(v, known); err != nil {
 			return nil, fmt.Errorf("config file %s: %w", s.File, err)
 		}
+		if err := profileKeys(v.Get("profiles")); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", s.File, err)
+		}
 	}
 	for flag, key := range flagKeys {
 		if s.Flags == nil {
@@ -196,6 +199,87 @@ func unknownKeys(v *viper.Viper, known map[string]bool) error {
 		errs = append(errs, errors.New(msg))
 	}
 	return errors.Join(errs...)
+}
+
+// profileKeys reports the keys of the profiles list that a profile may
+// not set (global only) or that are no key at all, each named
+// profiles[NAME].KEY (profiles[INDEX] while the name is not a string).
+func profileKeys(raw any) error {
+	list, ok := raw.([]any)
+	if !ok {
+		return nil // not a list: the decoder says so
+	}
+	known := map[string]bool{}
+	walk("", reflect.TypeOf(Profile{}), func(key string, _ reflect.StructField, _ []int) { known[key] = true })
+	global := map[string]bool{}
+	for _, k := range GlobalOnlyKeys() {
+		global[k] = true
+	}
+	var errs []error
+	for i, e := range list {
+		m := stringMap(e)
+		if m == nil {
+			errs = append(errs, fmt.Errorf("profiles[%d]: not a mapping (name, clients, offerings, ...)", i))
+			continue
+		}
+		id := fmt.Sprint(i)
+		if n, ok := m["name"].(string); ok && n != "" {
+			id = n
+		}
+		var keys []string
+		flatten("", m, &keys)
+		sort.Strings(keys)
+		for _, k := range keys {
+			top, _, _ := strings.Cut(k, ".")
+			switch {
+			case known[k]:
+			case global[top]:
+				errs = append(errs, fmt.Errorf("profiles[%s].%s: global only; set it at the top level (it applies to every profile)", id, top))
+			default:
+				msg := fmt.Sprintf("profiles[%s].%s: unknown key", id, k)
+				if s := nearest(k, known); s != "" {
+					msg += fmt.Sprintf("; did you mean %q?", s)
+				}
+				errs = append(errs, errors.New(msg))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stringMap returns e as a map with string keys (lowercased, as viper
+// spells keys), or nil when it is not a mapping.
+func stringMap(e any) map[string]any {
+	switch m := e.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(m))
+		for k, v := range m {
+			out[strings.ToLower(k)] = v
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(m))
+		for k, v := range m {
+			out[strings.ToLower(fmt.Sprint(k))] = v
+		}
+		return out
+	}
+	return nil
+}
+
+// flatten appends the dotted keys of m's leaves to keys.
+func flatten(prefix string, m map[string]any, keys *[]string) {
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub := stringMap(v); sub != nil {
+			flatten(key, sub, keys)
+			continue
+		}
+		*keys = append(*keys, key)
+	}
 }
 
 // nearest returns the known key closest to k, if it is close.

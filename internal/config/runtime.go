@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"time"
 
@@ -150,8 +151,8 @@ func Build(c *Config) (*Runtime, error) {
 
 	b.hostPort("listen", c.Listen, false)
 	clients := b.prefixes("clients", c.Clients)
-	if len(c.Clients) == 0 {
-		b.bad("clients: empty: no client could use the proxy; list the CIDRs of the Arc machines (default: loopback and private ranges)")
+	if len(c.Clients) == 0 && len(c.Profiles) == 0 {
+		b.bad("clients: empty and no profiles: no client could use the proxy; list the CIDRs of the Arc machines (default: loopback and private ranges), or define profiles")
 	}
 	allowRanges := b.prefixes("allow_ranges", c.AllowRanges)
 	b.hostPort("resolver", c.Resolver, true)
@@ -204,6 +205,11 @@ func Build(c *Config) (*Runtime, error) {
 	if c.DNS.CacheSize < 0 {
 		b.bad("dns.cache_size: negative; use 0 for no cache")
 	}
+	switch c.DNS.Profiles {
+	case "union", "client":
+	default:
+		b.bad("dns.profiles: unknown value %q; expected one of union, client", c.DNS.Profiles)
+	}
 	if c.DNS.AdmitLearnedAddresses && c.DNS.Listen == "" {
 		b.bad("dns.admit_learned_addresses: needs the DNS filter on (dns.listen)")
 	}
@@ -243,11 +249,18 @@ func Build(c *Config) (*Runtime, error) {
 	if err != nil {
 		b.errs = append(b.errs, err)
 	}
+	topErrs := map[string]bool{}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			topErrs[line] = true
+		}
+	}
+	profiles := b.profiles(c, mode, pc.ServicebusNames, topErrs)
 	if err := errors.Join(b.errs...); err != nil {
 		return nil, err
 	}
 
-	r.Profiles = policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: mode}, clients)
+	r.Profiles = policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: mode}, clients, profiles...)
 	r.Proxy = proxy.Settings{
 		Profiles:    r.Profiles,
 		SNI:         sni,
@@ -272,6 +285,8 @@ func Build(c *Config) (*Runtime, error) {
 		DenyRcode: rcode,
 		CacheSize: c.DNS.CacheSize,
 		Mode:      mode,
+		Profiles:  r.Profiles,
+		ByClient:  c.DNS.Profiles == "client",
 	}
 	r.Admin = admin.Options{Listen: c.Admin.Listen, Clients: adminClients, Hosts: c.Admin.Hosts, Pprof: c.Admin.Pprof, Mode: mode.String()}
 	r.Log = LogSettings{Level: level, Console: c.Log.Format == "console", FoldWindow: c.Log.FoldWindow}
@@ -293,6 +308,60 @@ func hash(c *Config, names []string) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])
+}
+
+// profileName is what a profile's name may be.
+var profileName = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
+// profiles validates and compiles c.Profiles, in file order. Every problem
+// names the profile: profiles[NAME].KEY: ...
+// Problems of inherited keys already in topErrs (the top-level compile's)
+// are not repeated per profile.
+func (b *builder) profiles(c *Config, mode policy.Mode, sbNames []string, topErrs map[string]bool) []policy.ProfileClients {
+	out := make([]policy.ProfileClients, 0, len(c.Profiles))
+	seen := map[string]bool{}
+	for i := range c.Profiles {
+		p := &c.Profiles[i]
+		id := p.Name
+		if id == "" {
+			id = fmt.Sprint(i)
+		}
+		key := "profiles[" + id + "]"
+		switch {
+		case p.Name == "":
+			b.bad("%s.name: required ([a-z0-9-], 1-32 characters)", key)
+		case p.Name == policy.DefaultProfile:
+			b.bad("%s.name: %q is the top-level keys' profile; choose another name", key, p.Name)
+		case !profileName.MatchString(p.Name):
+			b.bad("%s.name: %q: use 1-32 of a-z, 0-9 and -", key, p.Name)
+		case seen[p.Name]:
+			b.bad("%s.name: %q is used by an earlier profile; names are unique", key, p.Name)
+		}
+		seen[p.Name] = true
+		pm := mode
+		if p.Mode != "" {
+			m, err := policy.ParseMode(p.Mode)
+			b.parse(key+".mode", err)
+			pm = m
+		}
+		if len(p.Clients) == 0 {
+			b.bad("%s.clients: required: list the CIDRs or addresses of this profile's machines", key)
+		}
+		cl := b.prefixes(key+".clients", p.Clients)
+		pc := c.ProfilePolicy(p)
+		pc.ServicebusNames = sbNames
+		pol, err := policy.Compile(pc, nil)
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !topErrs[line] {
+					b.bad("%s.%s", key, line)
+				}
+			}
+			continue
+		}
+		out = append(out, policy.ProfileClients{Profile: &policy.Profile{Name: p.Name, Policy: pol, Mode: pm}, Clients: cl})
+	}
+	return out
 }
 
 // parseLevel parses log.level.

@@ -110,8 +110,13 @@ func New(o Options) (*Daemon, error) {
 	d.ready = admin.NewReadiness(d.m)
 	d.audit = audit.NewWithOptions(d.log, audit.Options{
 		FoldWindow: rt.Log.FoldWindow,
-		Hint:       audit.PolicyHint(func() *policy.Policy { return d.rt.Load().Policy() }), // DNS lines (no port) included
-		Metrics:    d.m,
+		Hint: audit.PolicyHint(func(profile string) *policy.Policy { // DNS lines (no port) included
+			if p, ok := d.rt.Load().Profiles.Named(profile); ok {
+				return p.Policy
+			}
+			return d.rt.Load().Policy()
+		}),
+		Metrics: d.m,
 	})
 	if err := d.build(rt, o.Servicebus); err != nil {
 		for i := len(d.cleanups) - 1; i >= 0; i-- {
@@ -206,6 +211,7 @@ func (d *Daemon) buildDNS(rt *config.Runtime) (proxy.LearnedAddrs, error) {
 		f.SetMode(r.Mode())
 		f.SetDenyRcode(r.DNS.DenyRcode)
 		f.SetPolicy(r.Policy())
+		f.SetProfiles(r.DNS.Profiles, r.DNS.ByClient)
 		return nil
 	})
 	return f, nil

@@ -65,7 +65,7 @@ func TestGenerateRecordedLogs(t *testing.T) {
 		var buf bytes.Buffer
 		logger := zerolog.New(&buf).With().Timestamp().Logger()
 		logger.Info().Str("addr", "127.0.0.1:3128").Str("mode", mode).Msg("proxy listening")
-		l := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Hint: audit.PolicyHint(func() *policy.Policy { return p })})
+		l := audit.NewWithOptions(logger, audit.Options{FoldWindow: time.Minute, Hint: audit.PolicyHint(func(string) *policy.Policy { return p })})
 		for _, r := range recorded {
 			ev := r.ev
 			if ev.Reason == policy.ReasonNone {

@@ -42,6 +42,8 @@ type Refusal struct {
 	Reason policy.Reason
 	// Mode is "enforce" or "learn".
 	Mode string
+	// Profile is the profile that decided ("" when the line names none).
+	Profile string
 	// WouldDeny is true for learn mode's "would deny" lines.
 	WouldDeny bool
 	// Count is the number of refusals the line stands for: 1 for a line
@@ -123,6 +125,7 @@ func ParseLine(line []byte) (Refusal, LineKind, error) {
 	}
 	r.Mode, _ = str(m, audit.FieldMode)
 	r.Client, _ = str(m, audit.FieldClient)
+	r.Profile, _ = str(m, audit.FieldProfile)
 	r.Path, _ = str(m, audit.FieldPath)
 	r.OfferingHint, _ = str(m, audit.FieldOfferingHint)
 	r.FeatureHint, _ = str(m, audit.FieldFeatureHint)

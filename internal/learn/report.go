@@ -39,15 +39,18 @@ type Group struct {
 	WouldDeny int64 `json:"would_deny"`
 	// Clients are the first few clients seen (at most 8).
 	Clients []string `json:"clients"`
+	// Profile is the profile that refused it ("" when the lines name none).
+	Profile string `json:"profile,omitempty"`
 	// FirstSeen and LastSeen bound the refusals (zero when the lines had no time).
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
 }
 
 type groupKey struct {
-	host string
-	port int
-	dns  bool
+	host    string
+	port    int
+	dns     bool
+	profile string
 }
 
 // Collector groups refusals by destination. The zero value is not usable;
@@ -74,10 +77,10 @@ func (c *Collector) Add(r Refusal) {
 		return
 	}
 	isDNS := r.Component == audit.ComponentDNS
-	k := groupKey{host: r.Host, port: r.Port, dns: isDNS}
+	k := groupKey{host: r.Host, port: r.Port, dns: isDNS, profile: r.Profile}
 	g := c.groups[k]
 	if g == nil {
-		g = &Group{Host: r.Host, Port: r.Port, DNS: isDNS, Reasons: map[string]int64{}, Clients: []string{}}
+		g = &Group{Host: r.Host, Port: r.Port, DNS: isDNS, Reasons: map[string]int64{}, Clients: []string{}, Profile: r.Profile}
 		c.groups[k] = g
 	}
 	if g.Path == "" {
@@ -101,6 +104,26 @@ func (c *Collector) Add(r Refusal) {
 	if r.LastSeen.After(g.LastSeen) {
 		g.LastSeen = r.LastSeen
 	}
+}
+
+// Split returns the collected destinations by profile: the groups of
+// each profile name in names, and under def those of every other name
+// (lines that name no profile or one the config lacks). Stats are c's.
+func (c *Collector) Split(names []string, def string) map[string]*Collector {
+	out := map[string]*Collector{}
+	for k, g := range c.groups {
+		name := k.profile
+		if !slices.Contains(names, name) {
+			name = def
+		}
+		sub := out[name]
+		if sub == nil {
+			sub = &Collector{Stats: c.Stats, groups: map[groupKey]*Group{}}
+			out[name] = sub
+		}
+		sub.groups[k] = g
+	}
+	return out
 }
 
 // Groups returns the destinations, most refused first (then by host and port).
@@ -216,7 +239,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 		Current: Additions{Offerings: slices.Clone(cfg.Offerings), Features: slices.Clone(cfg.Features),
 			Regions: slices.Clone(cfg.Regions), Allow: slices.Clone(cfg.Allow)}}
 	rep.Current.normalize()
-	hint := audit.PolicyHint(func() *policy.Policy { return base })
+	hint := audit.PolicyHint(func(string) *policy.Policy { return base })
 
 	var todo []int // items still to admit
 	for _, g := range c.Groups() {
@@ -232,7 +255,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 				it.Note = "the config admits it already (it changed after these lines were logged)"
 				break
 			}
-			h := hint(dest(g))
+			h := hint("", dest(g))
 			if h.Fronted {
 				it.Action, it.Section = ActionGateway, h.Section
 				it.Note = fmt.Sprintf("the gateway fronts this (%s, section %q); is the agent configured for the gateway? "+
@@ -298,7 +321,7 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 			if err != nil || decide(np, it.Group).Allowed() {
 				break
 			}
-			h := audit.PolicyHint(func() *policy.Policy { return np })(dest(it.Group))
+			h := audit.PolicyHint(func(string) *policy.Policy { return np })("", dest(it.Group))
 			if h.Feature == "" || h.Offering != "" || h.Region != "" || slices.Contains(next.Features, h.Feature) {
 				break
 			}

@@ -12,7 +12,8 @@ import (
 type Metrics struct {
 	// Registry is the registry the collectors are registered on; /metrics serves it.
 	Registry *prometheus.Registry
-	// Decisions counts decisions by verdict, reason, offering and component (proxy, dns).
+	// Decisions counts decisions by verdict, reason, offering, component
+	// (proxy, dns) and profile (the deciding profile's name; "" = none).
 	Decisions *prometheus.CounterVec
 	// ActiveTunnels is the number of open tunnels.
 	ActiveTunnels prometheus.Gauge
@@ -59,8 +60,8 @@ func New() *Metrics {
 		Registry: reg,
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "arcfence_decisions_total",
-			Help: "Decisions by verdict, reason, offering and component.",
-		}, []string{"verdict", "reason", "offering", "component"}),
+			Help: "Decisions by verdict, reason, offering, component and profile.",
+		}, []string{"verdict", "reason", "offering", "component", "profile"}),
 		ActiveTunnels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "arcfence_tunnels_active",
 			Help: "Open tunnels.",
