@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -115,7 +116,7 @@ func learnProfiles(cmd *cobra.Command, cfg *config.Config, c *learn.Collector, f
 			continue
 		}
 		flat, _ := cfg.Flatten(name)
-		rep, err := learn.Analyze(flat, sub)
+		rep, err := learn.AnalyzeProfile(flat, sub, names)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", name, err)
 		}
@@ -136,6 +137,27 @@ func learnProfiles(cmd *cobra.Command, cfg *config.Config, c *learn.Collector, f
 			}
 		}
 		first := true
+		taken := slices.Clone(names)
+		for _, name := range names {
+			rep := reps[name]
+			if rep == nil {
+				continue
+			}
+			for i := range rep.NewProfiles {
+				rep.NewProfiles[i].Before = name
+				for slices.Contains(taken, rep.NewProfiles[i].Name) {
+					rep.NewProfiles[i].Name += "-" + name
+				}
+				taken = append(taken, rep.NewProfiles[i].Name)
+			}
+			if len(rep.NewProfiles) > 0 && first {
+				fmt.Fprintln(out, "profiles:   # new profiles first, each before the profile it names; merge the others into the profile of the same name")
+				first = false
+			}
+			if err := learn.WriteNewProfiles(out, "  ", rep.NewProfiles); err != nil {
+				return err
+			}
+		}
 		for _, name := range names[1:] {
 			rep := reps[name]
 			if rep == nil {

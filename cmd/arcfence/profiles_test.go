@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -277,6 +278,81 @@ func TestProfileFlag(t *testing.T) {
 	} {
 		if _, err := run(t, cmd...); err == nil || !strings.Contains(err.Error(), `unknown profile "nosuch"; the configuration has appliance, management, cluster, default`) {
 			t.Errorf("%v: %v", cmd, err)
+		}
+	}
+}
+
+// TestLearnReportSuggestsProfile: in a profile whose clients mostly need
+// its own offering, the one client that reaches Kubernetes rows gets a
+// profile of its own (its address, offering kubernetes) instead of
+// kubernetes for every client of the profile; merged, the suggestion
+// admits the cluster node's destinations for it alone.
+func TestLearnReportSuggestsProfile(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "site.yaml")
+	base := "regions: [eastus2]\nclients: []\nprofiles:\n  - name: servers\n    clients: [10.2.0.0/24]\n    offerings: [servers]\n"
+	if err := os.WriteFile(cfgFile, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := func(client, host string) string {
+		return fmt.Sprintf(`{"level":"warn","host":%q,"port":443,"client":%q,"reason":"not-in-allowlist","component":"proxy","mode":"enforce","profile":"servers","msg":"denied"}`+"\n", host, client)
+	}
+	logs := line("10.2.0.9", "mcr.microsoft.com") + line("10.2.0.9", "eastus2.dp.kubernetesconfiguration.azure.com") +
+		line("10.2.0.5", "files.example.org") + line("10.2.0.6", "files.example.org")
+	logFile := filepath.Join(dir, "arcfence.log")
+	if err := os.WriteFile(logFile, []byte(logs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "learn", "report", "--config", cfgFile, "--format", "yaml", logFile)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var sug struct {
+		Profiles []struct {
+			Name      string   `yaml:"name"`
+			Clients   []string `yaml:"clients"`
+			Offerings []string `yaml:"offerings"`
+			Allow     []string `yaml:"allow"`
+		} `yaml:"profiles"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &sug); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var names []string
+	for _, p := range sug.Profiles {
+		names = append(names, p.Name)
+		if p.Name == "servers" && slices.Contains(p.Offerings, "kubernetes") {
+			t.Errorf("the servers profile widened to kubernetes:\n%s", out)
+		}
+	}
+	if len(sug.Profiles) != 2 || sug.Profiles[0].Name != "kubernetes" || sug.Profiles[1].Name != "servers" ||
+		!slices.Equal(sug.Profiles[0].Clients, []string{"10.2.0.9/32"}) || !slices.Equal(sug.Profiles[0].Offerings, []string{"kubernetes"}) {
+		t.Fatalf("want a kubernetes profile for 10.2.0.9/32, then the servers entry, got %v:\n%s", names, out)
+	}
+	if !strings.Contains(out, "put it before profile servers") {
+		t.Errorf("the new profile does not say where it goes:\n%s", out)
+	}
+	text, err := run(t, "learn", "report", "--config", cfgFile, logFile)
+	if err != nil || !strings.Contains(text, `suggested profile "kubernetes"`) || !strings.Contains(text, "new profile kubernetes: clients [10.2.0.9/32]") {
+		t.Fatalf("text report does not say why: %v\n%s", err, text)
+	}
+	// Merge: the new entry before servers, the servers entry's allow
+	// merged by name.
+	merged := "regions: [eastus2]\nclients: []\nprofiles:\n" +
+		"  - name: kubernetes\n    clients: [10.2.0.9/32]\n    offerings: [kubernetes]\n" +
+		"  - name: servers\n    clients: [10.2.0.0/24]\n    offerings: [servers]\n" +
+		"    allow: [" + strings.Join(sug.Profiles[1].Allow, ", ") + "]\n"
+	if err := os.WriteFile(cfgFile, []byte(merged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ client, dest, want string }{
+		{"10.2.0.9", "mcr.microsoft.com:443", "allow"},
+		{"10.2.0.9", "eastus2.dp.kubernetesconfiguration.azure.com:443", "allow"},
+		{"10.2.0.5", "mcr.microsoft.com:443", "deny"},
+		{"10.2.0.5", "files.example.org:443", "allow"},
+	} {
+		if v := explainVerdict(t, cfgFile, c.client, c.dest); v != c.want {
+			t.Errorf("after the merge: %s from %s is %s, want %s", c.dest, c.client, v, c.want)
 		}
 	}
 }

@@ -177,6 +177,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 	} else {
 		b.WriteString("\nnothing to add to the config\n")
 	}
+	for _, np := range rep.NewProfiles {
+		fmt.Fprintf(&b, "new profile %s: clients %s, offerings %s, features %s (for %s)\n",
+			np.Name, list(np.Clients), list(np.Offerings), list(np.Features), joinShort(np.For, 3))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -212,6 +216,8 @@ func describe(it Item) string {
 		return s
 	case ActionAllowed:
 		return fmt.Sprintf("already allowed by %s: nothing to add", it.Rule)
+	case ActionProfile:
+		return "a profile of its own: " + it.Note
 	}
 	return it.Action + ": " + it.Note
 }

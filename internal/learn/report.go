@@ -213,6 +213,9 @@ type Report struct {
 	// Why maps each added value to the destinations that need it (in
 	// "offerings/kubernetes" form for the key).
 	Why map[string][]string `json:"why"`
+	// NewProfiles are profiles suggested for the clients of an offering
+	// the profile does not select (see ActionProfile).
+	NewProfiles []NewProfile `json:"new_profiles,omitempty"`
 }
 
 // actionable are the reasons an allowlist change can fix.
@@ -231,6 +234,16 @@ func actionable(r string) bool {
 // still refused, and checks every destination through Decide under the
 // resulting config. cfg must be valid.
 func Analyze(cfg config.Config, c *Collector) (*Report, error) {
+	return AnalyzeProfile(cfg, c, nil)
+}
+
+// AnalyzeProfile is Analyze for one profile of a configuration with
+// profiles, whose names are taken: the destinations of an offering the
+// profile does not select that only some of its clients reached for get a
+// profile of their own (Report.NewProfiles) instead of widening the
+// profile. With taken empty (a configuration without profiles) it is
+// Analyze: the offering is added.
+func AnalyzeProfile(cfg config.Config, c *Collector, taken []string) (*Report, error) {
 	base, err := config.Compile(&cfg)
 	if err != nil {
 		return nil, err
@@ -294,6 +307,9 @@ func Analyze(cfg config.Config, c *Collector) (*Report, error) {
 		rep.Items = append(rep.Items, it)
 	}
 
+	if len(taken) > 0 {
+		todo = suggestProfiles(rep, cfg, taken, todo)
+	}
 	// Apply the catalog hints, one destination at a time, keeping only
 	// additions that leave a valid config.
 	cand := cfg
