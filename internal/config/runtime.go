@@ -143,17 +143,41 @@ func (b *builder) nonNegative(key string, d time.Duration, zero string) {
 func Build(c *Config) (*Runtime, error) {
 	b := &builder{}
 	r := &Runtime{Config: c}
-
 	mode, err := policy.ParseMode(c.Mode)
 	b.parse("mode", err)
+	b.hostPort("listen", c.Listen, false)
+	r.Proxy = b.proxyKeys(c)
+	b.nonNegative("servicebus.refresh", c.Servicebus.Refresh, "never")
+	if c.Servicebus.Refresh > 0 && c.Servicebus.AllowlistFile == "" {
+		b.bad("servicebus.refresh: set without servicebus.allowlist_file (the file the fetched list is written to)")
+	}
+	b.hostPort("tls.listen", c.TLS.Listen, true)
+	if c.TLS.Listen != "" && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		b.bad("tls.listen: set without tls.cert and tls.key (arcfence certs init DIR writes a pair)")
+	}
+	if c.TLS.Listen == "" && (c.TLS.Cert != "" || c.TLS.Key != "") {
+		b.bad("tls.cert/tls.key: set without tls.listen")
+	}
+	r.DNS = b.dnsKeys(c, mode)
+	r.Admin = b.adminKeys(c, mode)
+	r.Log = b.logKeys(c)
+	r.Profiles, r.ServicebusNames = b.policies(c, mode)
+	if err := errors.Join(b.errs...); err != nil {
+		return nil, err
+	}
+	r.Proxy.Profiles, r.DNS.Profiles = r.Profiles, r.Profiles
+	r.Listen, r.TLSListen, r.TLSCert, r.TLSKey = c.Listen, c.TLS.Listen, c.TLS.Cert, c.TLS.Key
+	r.ShutdownGrace = c.Limits.ShutdownGrace
+	r.ServicebusFile, r.ServicebusRefresh = c.Servicebus.AllowlistFile, c.Servicebus.Refresh
+	r.Hash = hash(c, r.ServicebusNames)
+	return r, nil
+}
+
+// proxyKeys checks the keys of the proxy and returns its settings (without
+// Profiles).
+func (b *builder) proxyKeys(c *Config) proxy.Settings {
 	sni, err := proxy.ParseSNIMode(c.SNI)
 	b.parse("sni", err)
-
-	b.hostPort("listen", c.Listen, false)
-	clients := b.prefixes("clients", c.Clients)
-	if len(c.Clients) == 0 && len(c.Profiles) == 0 {
-		b.bad("clients: empty and no profiles: no client could use the proxy; list the CIDRs of the Arc machines (default: loopback and private ranges), or define profiles")
-	}
 	allowRanges := b.prefixes("allow_ranges", c.AllowRanges)
 	b.hostPort("resolver", c.Resolver, true)
 	if c.Resolver != "" {
@@ -161,12 +185,6 @@ func Build(c *Config) (*Runtime, error) {
 			b.bad("resolver: %q: port 0; write the DNS server's port, e.g. 127.0.0.1:53", c.Resolver)
 		}
 	}
-
-	b.nonNegative("servicebus.refresh", c.Servicebus.Refresh, "never")
-	if c.Servicebus.Refresh > 0 && c.Servicebus.AllowlistFile == "" {
-		b.bad("servicebus.refresh: set without servicebus.allowlist_file (the file the fetched list is written to)")
-	}
-
 	l := c.Limits
 	if l.HeaderTimeout <= 0 {
 		b.bad("limits.header_timeout: must be positive (e.g. 10s)")
@@ -185,15 +203,26 @@ func Build(c *Config) (*Runtime, error) {
 	}
 	b.nonNegative("limits.tunnel_idle_timeout", l.TunnelIdleTimeout, "none")
 	b.nonNegative("limits.shutdown_grace", l.ShutdownGrace, "close tunnels at once")
-
-	b.hostPort("tls.listen", c.TLS.Listen, true)
-	if c.TLS.Listen != "" && (c.TLS.Cert == "" || c.TLS.Key == "") {
-		b.bad("tls.listen: set without tls.cert and tls.key (arcfence certs init DIR writes a pair)")
+	return proxy.Settings{
+		SNI:         sni,
+		AllowRanges: allowRanges,
+		Resolver:    c.Resolver,
+		Limits: proxy.Limits{
+			HeaderTimeout:       l.HeaderTimeout,
+			MaxHeaderBytes:      l.MaxHeaderBytes,
+			DialTimeout:         l.DialTimeout,
+			MaxTunnels:          l.MaxTunnels,
+			MaxTunnelsPerClient: l.MaxTunnelsPerClient,
+			TunnelIdleTimeout:   l.TunnelIdleTimeout,
+		},
+		TunnelsInfo:  c.Log.Tunnels == "info",
+		AdmitLearned: c.DNS.AdmitLearnedAddresses,
 	}
-	if c.TLS.Listen == "" && (c.TLS.Cert != "" || c.TLS.Key != "") {
-		b.bad("tls.cert/tls.key: set without tls.listen")
-	}
+}
 
+// dnsKeys checks dns.* and returns the DNS filter's options (without
+// Policy, Profiles, Logger, Audit and Metrics).
+func (b *builder) dnsKeys(c *Config, mode policy.Mode) dnsfilter.Options {
 	b.hostPort("dns.listen", c.DNS.Listen, true)
 	for _, u := range c.DNS.Upstream {
 		if ap, err := netip.ParseAddrPort(u); err != nil || ap.Port() == 0 {
@@ -213,15 +242,31 @@ func Build(c *Config) (*Runtime, error) {
 	if c.DNS.AdmitLearnedAddresses && c.DNS.Listen == "" {
 		b.bad("dns.admit_learned_addresses: needs the DNS filter on (dns.listen)")
 	}
+	return dnsfilter.Options{
+		Listen:    c.DNS.Listen,
+		Upstreams: c.DNS.Upstream,
+		DenyRcode: rcode,
+		CacheSize: c.DNS.CacheSize,
+		Mode:      mode,
+		ByClient:  c.DNS.Profiles == "client",
+	}
+}
 
+// adminKeys checks admin.* and returns the admin listener's options
+// (without Metrics, Ready, Learned, Logger and CurrentMode).
+func (b *builder) adminKeys(c *Config, mode policy.Mode) admin.Options {
 	b.hostPort("admin.listen", c.Admin.Listen, true)
-	adminClients := b.prefixes("admin.clients", c.Admin.Clients)
+	clients := b.prefixes("admin.clients", c.Admin.Clients)
 	for _, h := range c.Admin.Hosts {
 		if _, _, ok := admin.ParseHost(h); !ok {
 			b.bad("admin.hosts: %q is not a host name or an IP address, optionally with :port (e.g. arcfence.example.com or 10.0.0.5:9090)", h)
 		}
 	}
+	return admin.Options{Listen: c.Admin.Listen, Clients: clients, Hosts: c.Admin.Hosts, Pprof: c.Admin.Pprof, Mode: mode.String()}
+}
 
+// logKeys checks log.* and returns them parsed.
+func (b *builder) logKeys(c *Config) LogSettings {
 	level, err := parseLevel(c.Log.Level)
 	b.parse("log.level", err)
 	switch c.Log.Format {
@@ -235,8 +280,17 @@ func Build(c *Config) (*Runtime, error) {
 		b.bad("log.tunnels: unknown value %q; expected one of debug, info", c.Log.Tunnels)
 	}
 	b.nonNegative("log.fold_window", c.Log.FoldWindow, "log every refusal at once")
+	return LogSettings{Level: level, Console: c.Log.Format == "console", FoldWindow: c.Log.FoldWindow}
+}
 
-	// The policy: its keys are validated by policy.Compile.
+// policies compiles the top-level policy (its keys are validated by
+// policy.Compile) and every profile's, and returns them with the
+// servicebus names read from servicebus.allowlist_file (nil = none).
+func (b *builder) policies(c *Config, mode policy.Mode) (*policy.Profiles, []string) {
+	clients := b.prefixes("clients", c.Clients)
+	if len(c.Clients) == 0 && len(c.Profiles) == 0 {
+		b.bad("clients: empty and no profiles: no client could use the proxy; list the CIDRs of the Arc machines (default: loopback and private ranges), or define profiles")
+	}
 	pc := c.Policy()
 	if c.Servicebus.AllowlistFile != "" {
 		names, err := servicebus.ReadFile(c.Servicebus.AllowlistFile)
@@ -246,53 +300,18 @@ func Build(c *Config) (*Runtime, error) {
 		pc.ServicebusNames = names
 	}
 	pol, err := policy.Compile(pc, nil)
-	if err != nil {
-		b.errs = append(b.errs, err)
-	}
 	topErrs := map[string]bool{}
 	if err != nil {
+		b.errs = append(b.errs, err)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			topErrs[line] = true
 		}
 	}
 	profiles := b.profiles(c, mode, pc.ServicebusNames, topErrs)
-	if err := errors.Join(b.errs...); err != nil {
-		return nil, err
+	if len(b.errs) > 0 {
+		return nil, nil
 	}
-
-	r.Profiles = policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: mode}, clients, profiles...)
-	r.Proxy = proxy.Settings{
-		Profiles:    r.Profiles,
-		SNI:         sni,
-		AllowRanges: allowRanges,
-		Resolver:    c.Resolver,
-		Limits: proxy.Limits{
-			HeaderTimeout:       l.HeaderTimeout,
-			MaxHeaderBytes:      l.MaxHeaderBytes,
-			DialTimeout:         l.DialTimeout,
-			MaxTunnels:          l.MaxTunnels,
-			MaxTunnelsPerClient: l.MaxTunnelsPerClient,
-			TunnelIdleTimeout:   l.TunnelIdleTimeout,
-		},
-		TunnelsInfo:  c.Log.Tunnels == "info",
-		AdmitLearned: c.DNS.AdmitLearnedAddresses,
-	}
-	r.Listen, r.TLSListen, r.TLSCert, r.TLSKey = c.Listen, c.TLS.Listen, c.TLS.Cert, c.TLS.Key
-	r.ShutdownGrace = l.ShutdownGrace
-	r.DNS = dnsfilter.Options{
-		Listen:    c.DNS.Listen,
-		Upstreams: c.DNS.Upstream,
-		DenyRcode: rcode,
-		CacheSize: c.DNS.CacheSize,
-		Mode:      mode,
-		Profiles:  r.Profiles,
-		ByClient:  c.DNS.Profiles == "client",
-	}
-	r.Admin = admin.Options{Listen: c.Admin.Listen, Clients: adminClients, Hosts: c.Admin.Hosts, Pprof: c.Admin.Pprof, Mode: mode.String()}
-	r.Log = LogSettings{Level: level, Console: c.Log.Format == "console", FoldWindow: c.Log.FoldWindow}
-	r.ServicebusFile, r.ServicebusRefresh, r.ServicebusNames = c.Servicebus.AllowlistFile, c.Servicebus.Refresh, pc.ServicebusNames
-	r.Hash = hash(c, pc.ServicebusNames)
-	return r, nil
+	return policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: mode}, clients, profiles...), pc.ServicebusNames
 }
 
 // hash is the first 12 hex digits of the SHA-256 of the configuration's
