@@ -61,10 +61,9 @@ type ProfileClients struct {
 // Profiles picks the profile of a client address: the policy a connection
 // from that address is decided with. It is immutable once built.
 type Profiles struct {
-	def     *Profile
-	clients []netip.Prefix
-	list    []ProfileClients // file order; the default last
-	v4, v6  trie
+	def    *Profile
+	list   []ProfileClients // file order; the default last
+	v4, v6 trie
 }
 
 // NewProfiles returns the profiles of a configuration: def (the top-level
@@ -74,7 +73,7 @@ type Profiles struct {
 // (IPv4-mapped prefixes of /96 or longer are matched as IPv4). def must
 // not be nil; its clients may be empty (no default profile).
 func NewProfiles(def *Profile, clients []netip.Prefix, named ...ProfileClients) *Profiles {
-	ps := &Profiles{def: def, clients: clients}
+	ps := &Profiles{def: def}
 	ps.list = append(append(ps.list, named...), ProfileClients{Profile: def, Clients: clients})
 	ps.v4.init()
 	ps.v6.init()
@@ -97,10 +96,6 @@ func NewProfiles(def *Profile, clients []netip.Prefix, named ...ProfileClients) 
 
 // Default returns the profile of the top-level keys.
 func (ps *Profiles) Default() *Profile { return ps.def }
-
-// Clients returns the client prefixes of the default profile. The caller
-// must not modify the slice.
-func (ps *Profiles) Clients() []netip.Prefix { return ps.clients }
 
 // List returns every profile with its clients: the named ones in file
 // order, then the default. The caller must not modify it.

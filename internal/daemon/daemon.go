@@ -78,11 +78,6 @@ type Daemon struct {
 	// last; the same content failing again is logged at debug level only.
 	failedFile [32]byte
 	failed     bool
-
-	// proxy is the running proxy (for tests).
-	proxy *proxy.Server
-	// dnsAddr and adminAddr are the bound addresses (for tests).
-	dnsAddr, proxyAddr string
 }
 
 // Run loads the configuration, starts every server and runs until ctx is
@@ -195,7 +190,6 @@ func (d *Daemon) buildDNS(rt *config.Runtime) (proxy.LearnedAddrs, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns.listen %s: %w", rt.DNS.Listen, err)
 	}
-	d.dnsAddr = f.Addr()
 	d.cleanups = append(d.cleanups, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -225,13 +219,11 @@ func (d *Daemon) buildProxy(rt *config.Runtime, learned proxy.LearnedAddrs) erro
 	if err != nil {
 		return err
 	}
-	d.proxy = px
 	ln, err := listen("listen", rt.Listen)
 	if err != nil {
 		return err
 	}
 	d.cleanups = append(d.cleanups, func() { ln.Close() })
-	d.proxyAddr = ln.Addr().String()
 	var tlsLn net.Listener
 	var tlsCfg *certs.Reloader
 	if rt.TLSListen != "" {
