@@ -229,5 +229,8 @@ func TestReloadRace(t *testing.T) {
 	if s.reloads() < 2 || s.failures() != 0 {
 		t.Fatalf("%d reloads, %d failures", s.reloads(), s.failures())
 	}
+	if seen["502/"] == 0 || seen["403/not-in-allowlist"] == 0 {
+		t.Fatalf("the CONNECTs did not see both policies while the file changed: %v", seen)
+	}
 	t.Logf("answers: %v, reloads %d", seen, s.reloads())
 }
