@@ -420,24 +420,24 @@ const ruleLearned = "dns:learned-address"
 
 // admit decides dest and turns the decision into admission: allowed
 // decisions, IP literals the DNS filter handed out for a name the policy
-// admits on dest's port and path (when that is on; learned reports it), and
+// admits on dest's port and path (when that is on; learned is that name), and
 // in learn mode the refusals learn mode lets through (logged as "would
 // deny"). Refusals are logged and counted here.
-func (s *Server) admit(st *settings, client netip.Addr, id connID, dest policy.Dest) (d policy.Decision, ok, learned bool) {
+func (s *Server) admit(st *settings, client netip.Addr, id connID, dest policy.Dest) (d policy.Decision, ok bool, learned string) {
 	d = st.pol.Decide(dest)
 	if d.Allowed() {
 		s.m.decision(st.counters, true, policy.ReasonNone, d.Offering)
-		return d, true, false
+		return d, true, ""
 	}
 	if d.Reason == policy.IPLiteral && st.admitLearned && s.learned != nil && d.Addr.IsValid() {
-		if ld, ok := s.learnedDecision(st, d, dest); ok {
+		if ld, name, ok := s.learnedDecision(st, d, dest); ok {
 			s.m.decision(st.counters, true, policy.ReasonNone, ld.Offering)
-			return ld, true, true
+			return ld, true, name
 		}
 	}
 	proceed := st.learn && d.Reason.Learnable()
 	s.refusedPath(st, client, id, d.Host, d.Port, dest.Path, d.Reason, proceed)
-	return d, proceed, false
+	return d, proceed, ""
 }
 
 // learnedDecision decides d, an IP literal the policy refused as
@@ -447,7 +447,8 @@ func (s *Server) admit(st *settings, client netip.Addr, id connID, dest policy.D
 // properties (TLS-only, private addresses, offering), for d's address. The
 // Rule names the row and the name:
 // "*.his.arc.azure.com:443 (dns:learned-address x.his.arc.azure.com)".
-func (s *Server) learnedDecision(st *settings, d policy.Decision, dest policy.Dest) (policy.Decision, bool) {
+// name is the name that decided.
+func (s *Server) learnedDecision(st *settings, d policy.Decision, dest policy.Dest) (_ policy.Decision, name string, ok bool) {
 	var buf [4]string
 	for _, name := range s.learned.LearnedNames(d.Addr.Unmap(), buf[:0]) {
 		nd := st.pol.Decide(policy.Dest{Host: name, Port: dest.Port, Path: dest.Path, Plain: dest.Plain})
@@ -456,9 +457,9 @@ func (s *Server) learnedDecision(st *settings, d policy.Decision, dest policy.De
 		}
 		nd.Host, nd.Addr = d.Host, d.Addr.Unmap()
 		nd.Rule += " (" + ruleLearned + " " + name + ")"
-		return nd, true
+		return nd, name, true
 	}
-	return d, false
+	return d, "", false
 }
 
 // learnedSNI reports whether sni names one of the names the DNS filter

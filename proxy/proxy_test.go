@@ -940,3 +940,24 @@ func TestSNIForIPTarget(t *testing.T) {
 	}
 	e.logs.find(t, map[string]any{"msg": "denied", "host": "127.0.0.14", "reason": "sni-mismatch"})
 }
+
+// TestSettingsNeedPositiveLimits: settings whose header or dial timeout or
+// header size is zero (which would answer every connection 408 or every
+// dial 504) are refused at New and at Reload.
+func TestSettingsNeedPositiveLimits(t *testing.T) {
+	good := testConfig().settings(t)
+	for _, edit := range []func(*Settings){
+		func(s *Settings) { s.Limits.HeaderTimeout = 0 },
+		func(s *Settings) { s.Limits.DialTimeout = 0 },
+		func(s *Settings) { s.Limits.MaxHeaderBytes = 0 },
+	} {
+		st := good
+		edit(&st)
+		if _, err := New(Options{Settings: st}); err == nil {
+			t.Errorf("New accepted %+v", st.Limits)
+		}
+	}
+	if _, err := New(Options{Settings: good}); err != nil {
+		t.Fatalf("the test's own settings: %v", err)
+	}
+}

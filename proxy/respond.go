@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -252,19 +253,19 @@ func (s *Server) newConnID() connID {
 
 // String returns the id as logged: 8 lowercase hex digits.
 func (id connID) String() string {
+	b := id.bytes()
+	return hex.EncodeToString(b[:])
+}
+
+// bytes is id big-endian, as logged.
+func (id connID) bytes() [4]byte {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(id))
-	const hexDigits = "0123456789abcdef"
-	var s [8]byte
-	for i, c := range b {
-		s[2*i], s[2*i+1] = hexDigits[c>>4], hexDigits[c&0xf]
-	}
-	return string(s[:])
+	return b
 }
 
 // logConn adds the conn field to e without allocating.
 func logConn(e *zerolog.Event, id connID) *zerolog.Event {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(id))
+	b := id.bytes()
 	return e.Hex(fieldConn, b[:])
 }

@@ -128,6 +128,12 @@ func compileSettings(in Settings) (*settings, error) {
 	if in.Profiles == nil || in.Profiles.Default() == nil || in.Profiles.Default().Policy == nil {
 		return nil, errors.New("proxy: no policy")
 	}
+	if l := in.Limits; l.HeaderTimeout <= 0 || l.DialTimeout <= 0 || l.MaxHeaderBytes <= 0 {
+		// The config package refuses these; a zero here would answer
+		// every connection 408 or every dial 504.
+		return nil, fmt.Errorf("proxy: limits: header timeout, dial timeout and max header bytes must be positive (got %v, %v, %d)",
+			l.HeaderTimeout, l.DialTimeout, l.MaxHeaderBytes)
+	}
 	def := in.Profiles.Default()
 	st := &settings{
 		profiles:     in.Profiles,

@@ -45,7 +45,7 @@ type tunnel struct {
 	clientIP netip.Addr
 	id       connID // the client connection's
 	dec      policy.Decision
-	learned  bool // admitted by learnedDecision: sniMatches checks the learned names
+	learned  string // the name learnedDecision admitted the tunnel as ("" = none): sniMatches checks the learned names
 	// toOrigin are client bytes the request parser had already buffered;
 	// toClient are origin bytes already read (a websocket's 101 answer).
 	toOrigin, toClient []byte
@@ -472,8 +472,10 @@ func (t *tunnel) helloAdmitted(sni []byte, st helloStatus) bool {
 // tunnel's port; for another tunnel to an IP literal, a name the policy
 // admits on that port.
 func (t *tunnel) sniMatches(sni []byte) bool {
-	if t.learned {
-		return t.s.learnedSNI(t.st, t.dec.Addr, sni, t.dec.Port)
+	if t.learned != "" {
+		// The name the tunnel was admitted as first: it holds even when
+		// its TTL ran out since the CONNECT; then any other learned name.
+		return sameHost(sni, t.learned) || t.s.learnedSNI(t.st, t.dec.Addr, sni, t.dec.Port)
 	}
 	if t.dec.Addr.IsValid() {
 		d := t.st.pol.Decide(policy.Dest{Host: string(sni), Port: t.dec.Port})
