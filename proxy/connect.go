@@ -119,9 +119,6 @@ func (s *Server) serveConnect(ctx context.Context, w answerer, authority string,
 // with the answer's status and cause otherwise.
 func (s *Server) dialFailed(w answerer, st *settings, client netip.Addr, id connID, d policy.Decision, err error) {
 	a := failure(err)
-	if a.reason == policy.ReasonNone {
-		s.m.dialFailed(a.code) // counted before the answer, which a scraper may follow at once
-	}
 	// Answer first: a slow log writer must not hold the client's answer.
 	w.answer(a)
 	if a.reason != policy.ReasonNone {

@@ -55,10 +55,10 @@ func (s *Server) dialOrigin(ctx context.Context, st *settings, d policy.Decision
 				named.Server = st.resolverAddr
 				err = &named
 			}
-			return nil, &dialError{host: d.Host, port: d.Port, err: err}
+			return nil, s.dialFailure(d, err)
 		}
 		if len(addrs) == 0 {
-			return nil, &dialError{host: d.Host, port: d.Port, err: errNoAddresses}
+			return nil, s.dialFailure(d, errNoAddresses)
 		}
 	}
 	for _, a := range addrs {
@@ -101,5 +101,14 @@ func (s *Server) dialOrigin(ctx context.Context, st *settings, d policy.Decision
 			break
 		}
 	}
-	return nil, &dialError{host: d.Host, port: d.Port, err: lastErr}
+	return nil, s.dialFailure(d, lastErr)
+}
+
+// dialFailure is the error of a failed resolution or dial to d, counted in
+// arcfence_dial_errors_total by the status it is answered with (for every
+// dial: CONNECT, websocket and plain HTTP), before any answer is written.
+func (s *Server) dialFailure(d policy.Decision, err error) error {
+	de := &dialError{host: d.Host, port: d.Port, err: err}
+	s.m.dialFailed(failure(de).code)
+	return de
 }
