@@ -386,9 +386,10 @@ func (f *Filter) SetPolicy(p *policy.Policy) {
 }
 
 // profilesOf returns the profiles that decide, nil when the default
-// profile alone does (Policy decides then).
+// profile alone does and every source may ask (Policy decides then); with
+// byClient the source must be a client even then.
 func profilesOf(ps *policy.Profiles, byClient bool) (*policy.Profiles, bool) {
-	if ps == nil || len(ps.List()) < 2 {
+	if ps == nil || (!byClient && len(ps.List()) < 2) {
 		return nil, false
 	}
 	return ps, byClient

@@ -465,12 +465,15 @@ func (st *settings) decide(name string, from net.Addr) (d policy.Decision, learn
 		}
 		return p.Policy.DecideName(name), p.Mode == policy.ModeLearn, p.Name, true
 	}
-	for _, pc := range st.profiles.List() {
-		if d := pc.Profile.Policy.DecideName(name); d.Allowed() {
+	list := st.profiles.List()
+	for _, pc := range list {
+		if d = pc.Profile.Policy.DecideName(name); d.Allowed() {
 			return d, st.learn, pc.Profile.Name, true
 		}
 	}
-	return st.pol.DecideName(name), st.learn, "", true
+	// Refused by every profile: the default's decision (the last one
+	// made) names the reason.
+	return d, st.learn, list[len(list)-1].Profile.Name, true
 }
 
 // clientAddr returns the IP address of a query's source (IPv4-mapped

@@ -69,3 +69,22 @@ func TestProfilesDNS(t *testing.T) {
 		}
 	}
 }
+
+// TestProfilesDNSClientWithoutNamedProfiles: dns.profiles client refuses
+// a source outside the top-level clients even when the default profile is
+// the only one.
+func TestProfilesDNSClientWithoutNamedProfiles(t *testing.T) {
+	pol := serversPolicy(t)
+	ps := policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol},
+		[]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
+	e := startFilter(t, Options{Policy: pol, Profiles: ps, ByClient: true})
+	q := question("x.his.arc.azure.com.", dns.TypeA, true)
+	if r := askFrom(t, e.f.Addr(), "127.0.0.3", q); r.Rcode != dns.RcodeNameError || ede(r) == nil ||
+		!strings.Contains(ede(r).ExtraText, "client-not-allowed") {
+		t.Errorf("from 127.0.0.3: %s %v; want NXDOMAIN client-not-allowed", dns.RcodeToString[r.Rcode], ede(r))
+	}
+	if r := askFrom(t, e.f.Addr(), "127.0.0.1", q); r.Rcode == dns.RcodeNameError && ede(r) != nil &&
+		strings.Contains(ede(r).ExtraText, "client-not-allowed") {
+		t.Errorf("the client 127.0.0.1 was refused as client-not-allowed")
+	}
+}

@@ -244,3 +244,27 @@ func TestProfileGateway(t *testing.T) {
 		t.Errorf("connections: %s / %s", gw.Policy.Connection(), r.Policy().Connection())
 	}
 }
+
+// TestProfileInheritsGateway: a top level that connects directly may name
+// the gateway a profile with connection gateway inherits (design: gateway
+// is inherited); without such a profile that endpoint is still an error.
+func TestProfileInheritsGateway(t *testing.T) {
+	c := Default()
+	c.Gateway = Gateway{Endpoint: "site.gw.arc.azure.com"}
+	if _, err := Build(&c); err == nil || !strings.Contains(err.Error(), "gateway.endpoint: set with connection direct") {
+		t.Fatalf("an unused endpoint: %v", err)
+	}
+	c.Profiles = []Profile{{Name: "gw", Clients: []string{"10.9.0.0/16"}, Offerings: []string{"servers"}, Connection: "gateway"}}
+	r, err := Build(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, _ := r.Profiles.For(netip.MustParseAddr("10.9.1.1"))
+	dest := policy.Dest{Host: "site.gw.arc.azure.com", Port: 443}
+	if d := gw.Policy.Decide(dest); !d.Allowed() {
+		t.Errorf("the profile did not inherit the endpoint: %+v", d)
+	}
+	if d := r.Policy().Decide(dest); d.Allowed() {
+		t.Errorf("the direct top level admits the gateway endpoint: %+v", d)
+	}
+}

@@ -299,6 +299,11 @@ func (b *builder) policies(c *Config, mode policy.Mode) (*policy.Profiles, []str
 		}
 		pc.ServicebusNames = names
 	}
+	if gatewayForProfiles(c) {
+		// The top level connects directly but names the gateway its
+		// profiles inherit: the endpoint is theirs, not a mistake.
+		pc.GatewayEndpoint, pc.GatewayResourceID = "", ""
+	}
 	pol, err := policy.Compile(pc, nil)
 	topErrs := map[string]bool{}
 	if err != nil {
@@ -312,6 +317,21 @@ func (b *builder) policies(c *Config, mode policy.Mode) (*policy.Profiles, []str
 		return nil, nil
 	}
 	return policy.NewProfiles(&policy.Profile{Name: policy.DefaultProfile, Policy: pol, Mode: mode}, clients, profiles...), pc.ServicebusNames
+}
+
+// gatewayForProfiles reports whether the top level, connecting directly,
+// sets a gateway that a profile with connection gateway or both inherits.
+func gatewayForProfiles(c *Config) bool {
+	if c.Gateway == (Gateway{}) || (c.Connection != "" && c.Connection != policy.ConnectionDirect) {
+		return false
+	}
+	for i := range c.Profiles {
+		p := &c.Profiles[i]
+		if p.Connection != "" && p.Connection != policy.ConnectionDirect && p.Gateway == (Gateway{}) {
+			return true
+		}
+	}
+	return false
 }
 
 // hash is the first 12 hex digits of the SHA-256 of the configuration's
