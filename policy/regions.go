@@ -64,13 +64,6 @@ func exampleRegion(cloud string) string {
 	return "eastus2"
 }
 
-// RegionsOf returns the known region names of cloud, sorted.
-func RegionsOf(cloud string) []string {
-	out := cloudRegions(cloud)
-	sort.Strings(out)
-	return out
-}
-
 // Regions returns the known Azure region names of every cloud, sorted.
 func Regions() []string {
 	out := slices.Clone(azureRegions)

@@ -3,11 +3,11 @@ package learn
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/arcfence/arcfence/internal/config"
+	"github.com/arcfence/arcfence/policy"
 )
 
 // ActionProfile: the destination belongs to an offering the profile does
@@ -78,18 +78,18 @@ func suggestProfiles(rep *Report, cfg config.Config, taken []string, todo []int)
 			continue // every client seen needs it: the profile's own offering
 		}
 		for _, c := range need {
-			a, err := netip.ParseAddr(c)
+			p, err := config.ParsePrefix(c) // an address: its /32 or /128
 			if err != nil {
 				np.Clients = nil
 				break
 			}
-			np.Clients = append(np.Clients, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()).String())
-		}
-		if np.Clients == nil || !np.admits(cfg, rep, items) {
-			continue
+			np.Clients = append(np.Clients, p.String())
 		}
 		if len(np.Regions) > 0 {
 			np.Regions = append(slices.Clone(cfg.Regions), np.Regions...)
+		}
+		if np.Clients == nil || !np.admits(cfg, rep, items) {
+			continue
 		}
 		taken = append(taken, np.Name)
 		rep.NewProfiles = append(rep.NewProfiles, np)
@@ -122,7 +122,9 @@ func suggestProfiles(rep *Report, cfg config.Config, taken []string, todo []int)
 func (np NewProfile) admits(cfg config.Config, rep *Report, items []int) bool {
 	c := cfg
 	c.Offerings, c.Features, c.Allow = np.Offerings, np.Features, nil
-	c.Regions = append(slices.Clone(cfg.Regions), np.Regions...)
+	if len(np.Regions) > 0 {
+		c.Regions = np.Regions
+	}
 	p, err := config.Compile(&c)
 	if err != nil {
 		return false
@@ -138,7 +140,7 @@ func (np NewProfile) admits(cfg config.Config, rep *Report, items []int) bool {
 // profileName is the offering's name, made unique among taken.
 func profileName(off string, taken []string) string {
 	name := off
-	for n := 2; slices.Contains(taken, name) || name == "default"; n++ {
+	for n := 2; slices.Contains(taken, name) || name == policy.DefaultProfile; n++ {
 		name = fmt.Sprintf("%s-%d", off, n)
 	}
 	return name
@@ -150,7 +152,7 @@ func WriteNewProfiles(w io.Writer, indent string, nps []NewProfile) error {
 	var b strings.Builder
 	for _, np := range nps {
 		where := "put it before profile " + np.Before + " (the first match wins)"
-		if np.Before == "" || np.Before == "default" {
+		if np.Before == "" || np.Before == policy.DefaultProfile {
 			where = "anywhere in profiles (the default profile is matched last)"
 		}
 		fmt.Fprintf(&b, "%s- name: %s   # new, for %s: %s\n", indent, np.Name, printable(joinShort(np.For, 3)), where)
