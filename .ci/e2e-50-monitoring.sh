@@ -200,8 +200,8 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 [ -n "$firing" ] || fail "ArcfenceNewDestinationRefused not firing: $(curl -sf --max-time 5 "$PROM/api/v1/alerts")"
-curl -sf --max-time 5 "$PROM/api/v1/alerts" | grep -q '"alertname":"ArcfenceDown"' &&
-  fail "ArcfenceDown is pending or firing for a running arcfence"
+alerts=$(curl -sf --max-time 5 "$PROM/api/v1/alerts") || fail "prometheus alerts API did not answer"
+! grep -q '"alertname":"ArcfenceDown"' <<<"$alerts" || fail "ArcfenceDown is pending or firing for a running arcfence"
 
 say "SIGTERM: arcfence drains and exits 0"
 stop_clean "$AF_PID"

@@ -65,7 +65,8 @@ type Daemon struct {
 	audit *audit.Log
 	ready *admin.Readiness
 
-	rt atomic.Pointer[config.Runtime] // the running configuration
+	rt      atomic.Pointer[config.Runtime] // the running configuration
+	started *config.Config                 // the configuration at start-up
 
 	components []component
 	reloads    []reloadHook
@@ -102,6 +103,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	d := &Daemon{src: o.Source, log: NewLogger(rt.Log, o.Stderr), m: metrics.New()}
 	d.rt.Store(rt)
+	d.started = rt.Config
 	d.ready = admin.NewReadiness(d.m)
 	d.audit = audit.NewWithOptions(d.log, audit.Options{
 		FoldWindow: rt.Log.FoldWindow,
@@ -239,9 +241,11 @@ func (d *Daemon) buildProxy(rt *config.Runtime, learned proxy.LearnedAddrs) erro
 	d.components = append(d.components, component{name: "proxy", run: func(ctx context.Context) error {
 		return d.runProxy(ctx, px, ln, tlsLn, tlsCfg)
 	}})
-	d.reloads = append(d.reloads, func(r *config.Runtime) error {
+	// The proxy's hook runs first: it is the one that can refuse new
+	// settings, and a refusal must leave every part on the old ones.
+	d.reloads = append([]reloadHook{func(r *config.Runtime) error {
 		return px.Reload(d.proxySettings(r, false))
-	})
+	}}, d.reloads...)
 	return nil
 }
 
@@ -406,10 +410,6 @@ func (d *Daemon) prepare(why string) prepared {
 	return p
 }
 
-// Reload reads, builds and applies the configuration now, as a file change
-// or SIGHUP does (tests, and callers that do not mind waiting).
-func (d *Daemon) Reload(why string) { d.apply(d.prepare(why)) }
-
 // apply swaps a prepared configuration in. A failure keeps the running
 // configuration; it is logged at error level (once for the same file
 // content) and shown by /readyz and the reload metrics. A configuration
@@ -447,8 +447,10 @@ func (d *Daemon) apply(p prepared) {
 	}
 	d.failed = false
 	d.ready.Reloaded(nil, p.rt.Hash, now)
-	old := d.rt.Swap(p.rt)
-	if keys := config.RestartKeys(old.Config, p.rt.Config); len(keys) > 0 {
+	d.rt.Store(p.rt)
+	// Compared with the start-up configuration: that is what the
+	// start-up-only keys still run with.
+	if keys := config.RestartKeys(d.started, p.rt.Config); len(keys) > 0 {
 		d.log.Warn().Strs("keys", keys).
 			Str("msg", "changed settings take effect at restart; they keep their running values until then").Send()
 	}

@@ -151,14 +151,13 @@ func TestFoldWindowZeroLogsEachRefusal(t *testing.T) {
 	proxyAddr := freePort(t)
 	file := filepath.Join(t.TempDir(), "arcfence.yaml")
 	writeAtomic(t, file, fileConfig(proxyAddr, origin, "")+"log: {fold_window: 0s}\n")
-	s := serveFile(t, file, proxyAddr, origin) // one refusal of example.org while waiting
-	before := s.count(`"msg":"denied"`, `"host":"example.org"`)
+	s := serveFile(t, file, proxyAddr, origin)
 	for range 3 {
-		if st, r := connectStatus(t, proxyAddr, "example.org:443"); st != 403 || r != "not-in-allowlist" {
-			t.Fatalf("example.org: %d %s", st, r)
+		if st, r := connectStatus(t, proxyAddr, "fold.example.org:443"); st != 403 || r != "not-in-allowlist" {
+			t.Fatalf("fold.example.org: %d %s", st, r)
 		}
 	}
-	eventually(t, "a line per refusal", func() bool { return s.count(`"msg":"denied"`, `"host":"example.org"`) == before+3 })
+	eventually(t, "a line per refusal", func() bool { return s.count(`"msg":"denied"`, `"host":"fold.example.org"`) == 3 })
 	if n := s.count(`"count":`); n != 0 {
 		t.Fatalf("%d folded lines with fold_window 0", n)
 	}
@@ -233,4 +232,26 @@ func TestReloadRace(t *testing.T) {
 		t.Fatalf("the CONNECTs did not see both policies while the file changed: %v", seen)
 	}
 	t.Logf("answers: %v, reloads %d", seen, s.reloads())
+}
+
+// TestRestartKeysAgainstStart: a start-up-only key changed and changed
+// back is warned about once — the second reload restores what runs.
+func TestRestartKeysAgainstStart(t *testing.T) {
+	origin := echoOrigin(t)
+	proxyAddr := freePort(t)
+	file := filepath.Join(t.TempDir(), "arcfence.yaml")
+	base := fileConfig(proxyAddr, origin, "")
+	writeAtomic(t, file, base)
+	s := serveFile(t, file, proxyAddr, origin)
+	warned := func() int { return s.count(`"keys":["log.fold_window"]`) }
+	writeAtomic(t, file, base+"log: {fold_window: 10s}\n")
+	eventually(t, "the first reload", func() bool { return s.reloads() == 1 })
+	if warned() != 1 {
+		t.Fatalf("no restart warning for log.fold_window:\n%s", s.logs.String())
+	}
+	writeAtomic(t, file, base+"sni: log\n") // fold_window back to its start-up value
+	eventually(t, "the second reload", func() bool { return s.reloads() == 2 })
+	if n := warned(); n != 1 {
+		t.Fatalf("%d warnings for log.fold_window after it was set back to its start-up value", n)
+	}
 }

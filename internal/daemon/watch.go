@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"os"
 	"path/filepath"
 	"time"
 
@@ -107,10 +106,4 @@ func watch(file string, log zerolog.Logger) (<-chan struct{}, func()) {
 		w.close()
 		<-done
 	}
-}
-
-// isSymlink reports whether name is a symbolic link now.
-func isSymlink(name string) bool {
-	fi, err := os.Lstat(name)
-	return err == nil && fi.Mode()&os.ModeSymlink != 0
 }

@@ -124,3 +124,9 @@ func (w *inotifyWatcher) read() {
 		}
 	}
 }
+
+// isSymlink reports whether name is a symbolic link now.
+func isSymlink(name string) bool {
+	fi, err := os.Lstat(name)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
+}
